@@ -1,0 +1,1 @@
+"""Prefect flows and the `s3ft` command line."""

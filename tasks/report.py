@@ -1,0 +1,74 @@
+"""The comparison report: a markdown table, a PNG people look at, and a JSON for machines."""
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+from pydantic import BaseModel, Field
+
+
+class ArmResult(BaseModel):
+    arm: str
+    accuracy: float
+    stderr: float
+    n: int
+    targets: dict[str, int] = Field(default_factory=dict)
+    """self / paraphrase / gold counts (empty for base)."""
+    train: dict[str, float] = Field(default_factory=dict)
+
+
+def _pct(x: float) -> str:
+    return f"{100 * x:.1f}"
+
+
+def markdown_table(task: str, results: list[ArmResult]) -> str:
+    base = next((r for r in results if r.arm == "base"), None)
+    lines = [f"### {task}: in-domain accuracy and training-target mix",
+             "",
+             "| arm | accuracy % | ± stderr | Δ vs base | n | self | paraphrase | gold |",
+             "|---|---:|---:|---:|---:|---:|---:|---:|"]
+    for r in results:
+        delta = "" if base is None or r.arm == "base" else f"{100 * (r.accuracy - base.accuracy):+.1f}"
+        mix = [str(r.targets.get(k, "")) if r.targets else "" for k in ("self", "paraphrase", "gold")]
+        lines.append(f"| {r.arm} | {_pct(r.accuracy)} | {_pct(r.stderr)} | {delta} | {r.n} | " + " | ".join(mix) + " |")
+    return "\n".join(lines) + "\n"
+
+
+def plot(task: str, results: list[ArmResult], path: Path) -> Path:
+    """Left: accuracy per arm with stderr bars. Right: where each trained arm's targets came from."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    fig, (ax1, ax2) = plt.subplots(1, 2, figsize=(10, 4))
+    arms = [r.arm for r in results]
+    colors = ["#888888" if a == "base" else "#1f77b4" if a == "sft" else "#2ca02c" for a in arms]
+    ax1.bar(arms, [100 * r.accuracy for r in results], yerr=[100 * r.stderr for r in results],
+            capsize=6, color=colors)
+    for i, r in enumerate(results):
+        ax1.text(i, 100 * r.accuracy + 100 * r.stderr + 0.5, _pct(r.accuracy), ha="center")
+    ax1.set_ylabel("accuracy (%)")
+    ax1.set_title(f"{task} test accuracy (n={results[0].n if results else 0})")
+    trained = [r for r in results if r.targets]
+    bottom = [0.0] * len(trained)
+    for source, color in (("self", "#2ca02c"), ("paraphrase", "#ff7f0e"), ("gold", "#d62728")):
+        values = [100 * r.targets.get(source, 0) / max(1, sum(r.targets.values())) for r in trained]
+        ax2.bar([r.arm for r in trained], values, bottom=bottom, label=source, color=color)
+        bottom = [b + v for b, v in zip(bottom, values)]
+    ax2.set_ylabel("% of training targets")
+    ax2.set_title("target source")
+    ax2.legend(loc="upper right", fontsize=8)
+    fig.tight_layout()
+    fig.savefig(path, dpi=110)
+    plt.close(fig)
+    return path
+
+
+def write_report(task: str, results: list[ArmResult], out_dir: Path) -> dict[str, Path]:
+    out_dir.mkdir(parents=True, exist_ok=True)
+    md = out_dir / "report.md"
+    md.write_text(markdown_table(task, results))
+    js = out_dir / "report.json"
+    js.write_text(json.dumps([r.model_dump() for r in results], indent=1))
+    return {"markdown": md, "json": js, "plot": plot(task, results, out_dir / "report.png")}

@@ -1,0 +1,83 @@
+"""Target strategies by name: which text each training example learns (the method under test).
+
+A strategy sees, per example, the base model's own answer and its verdict, and the paraphrase of
+the gold answer with its verdict (when one was made), and picks the target text and its source.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Callable
+
+from tasks.records import Example, Generation, Target, TargetSource, Verdict
+
+
+@dataclass(frozen=True)
+class Evidence:
+    """What is known about one training example when targets are built."""
+
+    example: Example
+    own: Generation | None = None
+    own_verdict: Verdict | None = None
+    paraphrase: Generation | None = None
+    paraphrase_verdict: Verdict | None = None
+
+
+@dataclass(frozen=True)
+class Strategy:
+    name: str
+    needs_generation: bool
+    """Whether the base model's own answers are needed."""
+    paraphrase_when: Callable[[Evidence], bool]
+    """Which examples get a paraphrase of their gold answer."""
+    choose: Callable[[Evidence], tuple[str, TargetSource]]
+
+
+_STRATEGIES: dict[str, Strategy] = {}
+
+
+def register_strategy(strategy: Strategy) -> Strategy:
+    _STRATEGIES[strategy.name] = strategy
+    return strategy
+
+
+def strategy_names() -> list[str]:
+    return sorted(_STRATEGIES)
+
+
+def get_strategy(name: str) -> Strategy:
+    try:
+        return _STRATEGIES[name]
+    except KeyError:
+        raise KeyError(f"unknown arm {name!r}; known: {strategy_names()}") from None
+
+
+def _correct(v: Verdict | None) -> bool:
+    return v is not None and v.outcome == "correct"
+
+
+def _s3ft_choose(ev: Evidence) -> tuple[str, TargetSource]:
+    if _correct(ev.own_verdict) and ev.own is not None:
+        return ev.own.text, "self"
+    if _correct(ev.paraphrase_verdict) and ev.paraphrase is not None:
+        return ev.paraphrase.text, "paraphrase"
+    return ev.example.gold, "gold"
+
+
+def _own_is_wrong(ev: Evidence) -> bool:
+    return not _correct(ev.own_verdict)
+
+
+register_strategy(Strategy(name="sft", needs_generation=False, paraphrase_when=lambda ev: False,
+                           choose=lambda ev: (ev.example.gold, "gold")))
+register_strategy(Strategy(name="s3ft", needs_generation=True, paraphrase_when=_own_is_wrong,
+                           choose=_s3ft_choose))
+
+
+def build_targets(strategy: Strategy, evidence: list[Evidence]) -> list[Target]:
+    """One target per example: the prompt plus the chosen assistant answer."""
+    out = []
+    for ev in evidence:
+        text, source = strategy.choose(ev)
+        out.append(Target(example_id=ev.example.id, source=source,
+                          messages=ev.example.prompt_messages + [{"role": "assistant", "content": text}]))
+    return out

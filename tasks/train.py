@@ -1,0 +1,141 @@
+"""Training stage: a LoRA adapter on one arm's targets, with the loss on answer tokens only.
+
+The same recipe and seed serve every arm. `training.launcher: accelerate` runs this module under
+`accelerate launch` (multi-GPU, FSDP/DeepSpeed through accelerate's own config) instead of in-process.
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import math
+import os
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+from tasks.cache import stage_dir
+from tasks.config import LoraSettings, TrainingSettings
+from tasks.records import Artifact, Target, artifact_for, read_jsonl
+from tasks.stage import run_logger, stage
+
+IGNORE = -100
+
+
+def encode_target(tokenizer, messages: list[dict[str, str]], max_len: int) -> dict[str, list[int]] | None:
+    """Token ids of a conversation with labels masked to the final assistant answer.
+
+    Uses the chat template exactly as generation does. Returns None when the prompt alone does not fit.
+    """
+    prompt = tokenizer.apply_chat_template(messages[:-1], add_generation_prompt=True, tokenize=False)
+    full = tokenizer.apply_chat_template(messages, tokenize=False)
+    if not full.startswith(prompt):
+        raise ValueError("the chat template renders the prompt differently inside the full conversation; "
+                         "answer-only loss masking needs a prefix-stable template")
+    prompt_ids = tokenizer(prompt, add_special_tokens=False)["input_ids"]
+    answer_ids = tokenizer(full[len(prompt):], add_special_tokens=False)["input_ids"]
+    if len(prompt_ids) >= max_len:
+        return None
+    ids = (prompt_ids + answer_ids)[:max_len]
+    labels = ([IGNORE] * len(prompt_ids) + answer_ids)[:max_len]
+    return {"input_ids": ids, "attention_mask": [1] * len(ids), "labels": labels}
+
+
+def total_steps(n_examples: int, settings: TrainingSettings, world_size: int = 1) -> int:
+    per_step = settings.batch_size * settings.grad_accum * world_size
+    return settings.max_steps or max(1, math.ceil(settings.epochs * math.ceil(n_examples / per_step)))
+
+
+def train_adapter(model_dir: Path, targets: list[Target], lora: LoraSettings, settings: TrainingSettings,
+                  out: Path) -> dict:
+    """Fine-tune a LoRA adapter; saves it (PEFT format) to `out/adapter` and returns training stats."""
+    import torch
+    from datasets import Dataset
+    from peft import LoraConfig, get_peft_model
+    from transformers import (AutoModelForCausalLM, AutoTokenizer, DataCollatorForSeq2Seq, Trainer,
+                              TrainingArguments, set_seed)
+
+    if not targets:
+        raise ValueError("no training targets: the train split is empty. Fix: raise data.train_size")
+    if not torch.cuda.is_available():
+        torch.set_num_threads(settings.threads or os.cpu_count() or 1)
+    set_seed(settings.seed)
+    tokenizer = AutoTokenizer.from_pretrained(model_dir)
+    if tokenizer.pad_token is None:
+        tokenizer.pad_token = tokenizer.eos_token
+    encoded = [e for t in targets if (e := encode_target(tokenizer, t.messages, settings.max_seq_len))]
+    dropped = len(targets) - len(encoded)
+    model = AutoModelForCausalLM.from_pretrained(model_dir, dtype=torch.float32)
+    model = get_peft_model(model, LoraConfig(r=lora.r, lora_alpha=lora.alpha, lora_dropout=lora.dropout,
+                                             target_modules=lora.target_modules, task_type="CAUSAL_LM"))
+    world = int(os.environ.get("WORLD_SIZE", "1"))
+    steps = total_steps(len(encoded), settings, world)
+    args = TrainingArguments(
+        output_dir=str(out / "checkpoints"), per_device_train_batch_size=settings.batch_size,
+        gradient_accumulation_steps=settings.grad_accum, learning_rate=settings.learning_rate,
+        max_steps=steps, lr_scheduler_type=settings.lr_scheduler,
+        warmup_steps=int(settings.warmup_ratio * steps), weight_decay=settings.weight_decay,
+        logging_steps=1, save_strategy="no", report_to="none", seed=settings.seed, data_seed=settings.seed,
+        bf16=settings.bf16, use_cpu=not torch.cuda.is_available(), remove_unused_columns=False,
+        disable_tqdm=False)
+    trainer = Trainer(model=model, args=args, train_dataset=Dataset.from_list(encoded),
+                      data_collator=DataCollatorForSeq2Seq(tokenizer, padding=True, label_pad_token_id=IGNORE))
+    start = time.perf_counter()
+    result = trainer.train()
+    seconds = time.perf_counter() - start
+    if trainer.is_world_process_zero():
+        model.save_pretrained(out / "adapter")
+        tokenizer.save_pretrained(out / "adapter")
+    mean_len = sum(len(e["input_ids"]) for e in encoded) / len(encoded)
+    tokens = mean_len * steps * settings.batch_size * settings.grad_accum * world  # tokens seen, padding aside
+    losses = [h["loss"] for h in trainer.state.log_history if "loss" in h]
+    stats = {"steps": steps, "examples": len(encoded), "dropped_too_long": dropped, "seconds": round(seconds, 2),
+             "train_loss": float(result.training_loss), "final_loss": losses[-1] if losses else float("nan"),
+             "tokens_per_s": round(tokens / max(seconds, 1e-9), 1), "loss_history": losses}
+    (out / "train_log.json").write_text(json.dumps(stats, indent=1))
+    return stats
+
+
+def accelerate_command(targets: Path, model_dir: Path, lora: LoraSettings, settings: TrainingSettings,
+                       out: Path) -> list[str]:
+    """The `accelerate launch` command that runs this module's entry point on every device."""
+    return [sys.executable, "-m", "accelerate.commands.launch", *settings.accelerate_args, "-m", "tasks.train",
+            "--targets", str(targets), "--model", str(model_dir), "--out", str(out),
+            "--lora", lora.model_dump_json(), "--training", settings.model_dump_json()]
+
+
+@stage("train")
+def train(model: Artifact, targets: Artifact, lora: LoraSettings, settings: TrainingSettings,
+          store: str) -> Artifact:
+    """Train one arm's LoRA adapter on its targets; the artifact is the adapter folder."""
+    out = stage_dir(store, "train", {"model": model, "targets": targets, "lora": lora, "settings": settings})
+    log = run_logger()
+    if settings.launcher == "accelerate":
+        cmd = accelerate_command(Path(targets.path), Path(model.path), lora, settings, out)
+        log.info("launching: %s", " ".join(cmd))
+        subprocess.run(cmd, check=True)
+        stats = json.loads((out / "train_log.json").read_text())
+    else:
+        stats = train_adapter(Path(model.path), read_jsonl(Path(targets.path), Target), lora, settings, out)
+    log.info("trained %d steps in %.0f s (loss %.3f -> %.3f, %.0f tok/s)", stats["steps"], stats["seconds"],
+             stats["loss_history"][0] if stats["loss_history"] else float("nan"), stats["final_loss"],
+             stats["tokens_per_s"])
+    counts = {k: v for k, v in stats.items() if isinstance(v, (int, float))}
+    return artifact_for(out / "adapter", **counts)
+
+
+def main(argv: list[str] | None = None) -> None:
+    """Entry point for `accelerate launch -m tasks.train`."""
+    p = argparse.ArgumentParser(description="Train a LoRA adapter on a targets.jsonl")
+    p.add_argument("--targets", type=Path, required=True)
+    p.add_argument("--model", type=Path, required=True)
+    p.add_argument("--out", type=Path, required=True)
+    p.add_argument("--lora", required=True)
+    p.add_argument("--training", required=True)
+    a = p.parse_args(argv)
+    train_adapter(a.model, read_jsonl(a.targets, Target), LoraSettings.model_validate_json(a.lora),
+                  TrainingSettings.model_validate_json(a.training), a.out)
+
+
+if __name__ == "__main__":
+    main()

@@ -28,6 +28,27 @@ def prepare_environment(cfg: ExperimentConfig) -> None:
         os.environ.setdefault(key, value)
 
 
+# vLLM's CPU backend runs ~30% faster with tcmalloc and Intel OpenMP preloaded (measured here:
+# 154 vs 118 tok/s); LD_PRELOAD only acts at process start, so the CLI re-executes itself once.
+_PRELOAD_CANDIDATES = ("/usr/lib/x86_64-linux-gnu/libtcmalloc_minimal.so.4",
+                       str(Path(sys.prefix) / "lib" / "libiomp5.so"))
+
+
+def preload_libraries() -> list[str]:
+    """Allocator/OpenMP libraries to preload on a CPU-only machine (none on GPU machines)."""
+    if os.environ.get("S3FT_NO_PRELOAD") or Path("/dev/nvidia0").exists() or os.environ.get("S3FT_PRELOADED"):
+        return []
+    return [p for p in _PRELOAD_CANDIDATES if Path(p).is_file() and p not in os.environ.get("LD_PRELOAD", "")]
+
+
+def reexec_with_preload(argv: list[str]) -> None:
+    libs = preload_libraries()
+    if libs:
+        env = dict(os.environ, S3FT_PRELOADED="1",
+                   LD_PRELOAD=":".join(filter(None, [*libs, os.environ.get("LD_PRELOAD", "")])))
+        os.execve(sys.executable, [sys.executable, "-m", "flows.cli", *argv], env)
+
+
 def _parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(prog="s3ft", description="Selective Self-to-Supervised Fine-Tuning experiments")
     sub = p.add_subparsers(dest="command", required=True)
@@ -50,6 +71,7 @@ def main(argv: list[str] | None = None) -> int:
         print(json.dumps(cfg.model_dump(mode="json"), indent=1))
         return 0
     prepare_environment(cfg)
+    reexec_with_preload(list(sys.argv[1:] if argv is None else argv))
     from flows.experiment import experiment  # Prefect reads its settings at import
 
     summary = experiment(config_path=str(args.config), overrides=args.overrides)
@@ -58,6 +80,7 @@ def main(argv: list[str] | None = None) -> int:
           f"cache hits: {sum(s['cached'] for s in summary['stages'])}/{len(summary['stages'])} stages; "
           f"wall {summary['wall_seconds']:.0f} s")
     print(f"report: {summary['report']['markdown']} and {summary['report']['plot']}")
+    print(f"summary: {Path(summary['run_dir']) / 'summary.json'}")
     print(f"MLflow parent run {summary['mlflow_run_id']} (tracking URI {cfg.tracking_uri()})")
     return 0
 

@@ -32,7 +32,7 @@ from tasks.tracking import Tracker
 
 
 def _answer_and_judge(run: StageRunner, cfg: ExperimentConfig, label: str, model: Artifact, model_ref: str,
-                      examples: Artifact, max_new_tokens: int) -> tuple[Artifact, Artifact]:
+                      examples: Artifact, max_new_tokens: int, min_length_ratio: float = 0.0) -> tuple[Artifact, Artifact]:
     """Generate with one model on one set of examples and judge the answers."""
     store = str(cfg.output_path() / "store")
     gens = run(f"generate:{label}", generate, files=("generations.jsonl",), model=model, model_ref=model_ref,
@@ -41,7 +41,7 @@ def _answer_and_judge(run: StageRunner, cfg: ExperimentConfig, label: str, model
     j = get_judge(cfg.judge.name)
     verdicts = run(f"judge:{label}", judge, files=("verdicts.jsonl",), examples=examples, generations=gens,
                    judge_name=j.name, judge_version=j.version,
-                   max_error_fraction=cfg.judge.max_error_fraction, store=store)
+                   max_error_fraction=cfg.judge.max_error_fraction, store=store, min_length_ratio=min_length_ratio)
     return gens, verdicts
 
 
@@ -75,7 +75,7 @@ def run_experiment(cfg: ExperimentConfig, run: StageRunner) -> list[ArmResult]:
                       example_ids=ids, template=cfg.paraphrase.prompt, system_prompt=cfg.data.system_prompt,
                       store=store)
         para, para_v = _answer_and_judge(run, cfg, "paraphrase", model, cfg.model.ref, prompts,
-                                         cfg.paraphrase.max_new_tokens)
+                                         cfg.paraphrase.max_new_tokens, cfg.paraphrase.min_length_ratio)
     # Base evaluation while the base engine is still up.
     results: list[ArmResult] = []
     _, base_v = _answer_and_judge(run, cfg, "test:base", model, cfg.model.ref, test, cfg.evaluation.max_new_tokens)

@@ -69,11 +69,12 @@ class GenerationSettings(Section):
     vllm: VllmSettings = Field(default_factory=VllmSettings)
 
 
+# Asking to "end with the answer" made SmolLM2 answer only "The answer is: N"; asking to explain
+# each step gave real restatements (8/12 correct on a GSM8K probe).
 DEFAULT_PARAPHRASE_PROMPT = (
-    "Here is a question and a correct reference answer.\n\n"
-    "Question: {question}\n\nReference answer: {gold}\n\n"
-    "Rewrite the reference answer in your own words, reasoning step by step, "
-    "and end with 'The answer is: <number>'."
+    "Question: {question}\n\nHere is a correct solution:\n{gold}\n\n"
+    "Rewrite this solution in your own words. Explain each step of the calculation, "
+    "then give the final answer in the form 'The answer is: <number>'."
 )
 
 
@@ -81,6 +82,9 @@ class ParaphraseSettings(Section):
     prompt: str = DEFAULT_PARAPHRASE_PROMPT
     """Template with `{question}` and `{gold}`; the base model answers it for every wrong answer."""
     max_new_tokens: int = Field(default=256, gt=0)
+    min_length_ratio: float = Field(default=0.3, ge=0, le=1)
+    """A paraphrase with fewer words than this fraction of the gold answer's is rejected (judged
+    incorrect, reason `too short`): a bare "The answer is: N" passes the judge but restates nothing."""
 
     @field_validator("prompt")
     @classmethod

@@ -14,8 +14,16 @@ class JudgeStageError(RuntimeError):
     """Too many verdicts were judge errors: the mix of targets would be silently wrong."""
 
 
-def judge_generations(examples: list[Example], generations: list[Generation], judge_name: str) -> list[Verdict]:
-    """Judge each generation against its example; a judge crash becomes an `error` verdict."""
+def too_short(text: str, gold: str, min_length_ratio: float) -> bool:
+    return len(text.split()) < min_length_ratio * len(gold.split())
+
+
+def judge_generations(examples: list[Example], generations: list[Generation], judge_name: str,
+                      min_length_ratio: float = 0.0) -> list[Verdict]:
+    """Judge each generation against its example; a judge crash becomes an `error` verdict.
+
+    `min_length_ratio` > 0 (paraphrases) first rejects texts much shorter than the gold answer.
+    """
     judge = get_judge(judge_name)
     by_id = {e.id: e for e in examples}
     verdicts = []
@@ -23,6 +31,11 @@ def judge_generations(examples: list[Example], generations: list[Generation], ju
         example = by_id.get(g.example_id)
         if example is None:
             raise KeyError(f"generation for unknown example {g.example_id!r}: inputs do not belong together")
+        if min_length_ratio and too_short(g.text, example.gold, min_length_ratio):
+            verdicts.append(Verdict(example_id=g.example_id, outcome="incorrect", judge=judge.name,
+                                    judge_version=judge.version,
+                                    reason=f"too short: {len(g.text.split())} words vs gold {len(example.gold.split())}"))
+            continue
         try:
             verdicts.append(judge.judge(example, g.text))
         except Exception as err:  # the judge's own failure is not a wrong answer: keep it apart
@@ -38,17 +51,18 @@ def outcome_counts(verdicts: list[Verdict]) -> dict[str, int]:
 
 @stage("judge")
 def judge(examples: Artifact, generations: Artifact, judge_name: str, judge_version: str,
-          max_error_fraction: float, store: str) -> Artifact:
+          max_error_fraction: float, store: str, min_length_ratio: float = 0.0) -> Artifact:
     """Judge `generations` against `examples`; writes `verdicts.jsonl`."""
     out = stage_dir(store, "judge", {"examples": examples, "generations": generations, "judge_name": judge_name,
-                                     "judge_version": judge_version})
+                                     "judge_version": judge_version, "min_length_ratio": min_length_ratio})
     verdicts = judge_generations(read_jsonl(Path(examples.path), Example),
-                                 read_jsonl(Path(generations.path), Generation), judge_name)
+                                 read_jsonl(Path(generations.path), Generation), judge_name, min_length_ratio)
     counts = outcome_counts(verdicts)
     path = write_jsonl(out / "verdicts.jsonl", verdicts)  # kept even if the stage fails below
-    run_logger().info("judged %d: %s", len(verdicts), counts)
+    short = sum(v.reason.startswith("too short") for v in verdicts)
+    run_logger().info("judged %d: %s%s", len(verdicts), counts, f" ({short} too short)" if short else "")
     if verdicts and counts["error"] / len(verdicts) > max_error_fraction:
         raise JudgeStageError(f"{counts['error']} of {len(verdicts)} verdicts are judge errors (> "
                               f"judge.max_error_fraction={max_error_fraction}); see {path}. Fix the judge's "
                               f"environment, or raise the threshold knowingly")
-    return artifact_for(path, n=len(verdicts), **counts)
+    return artifact_for(path, n=len(verdicts), too_short=short, **counts)

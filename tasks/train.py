@@ -64,6 +64,8 @@ def train_adapter(model_dir: Path, targets: list[Target], lora: LoraSettings, se
     if tokenizer.pad_token is None:
         tokenizer.pad_token = tokenizer.eos_token
     encoded = [e for t in targets if (e := encode_target(tokenizer, t.messages, settings.max_seq_len))]
+    for e in encoded:
+        e["length"] = len(e["input_ids"])  # read by the length-grouped sampler
     dropped = len(targets) - len(encoded)
     model = AutoModelForCausalLM.from_pretrained(model_dir, dtype=torch.float32)
     model = get_peft_model(model, LoraConfig(r=lora.r, lora_alpha=lora.alpha, lora_dropout=lora.dropout,
@@ -77,9 +79,11 @@ def train_adapter(model_dir: Path, targets: list[Target], lora: LoraSettings, se
         warmup_steps=int(settings.warmup_ratio * steps), weight_decay=settings.weight_decay,
         logging_steps=1, save_strategy="no", report_to="none", seed=settings.seed, data_seed=settings.seed,
         bf16=settings.bf16, use_cpu=not torch.cuda.is_available(), remove_unused_columns=False,
+        train_sampling_strategy="group_by_length" if settings.group_by_length else "random",
         disable_tqdm=False)
+    pad = DataCollatorForSeq2Seq(tokenizer, padding=True, label_pad_token_id=IGNORE)
     trainer = Trainer(model=model, args=args, train_dataset=Dataset.from_list(encoded),
-                      data_collator=DataCollatorForSeq2Seq(tokenizer, padding=True, label_pad_token_id=IGNORE))
+                      data_collator=lambda batch: pad([{k: v for k, v in f.items() if k != "length"} for f in batch]))
     start = time.perf_counter()
     result = trainer.train()
     seconds = time.perf_counter() - start

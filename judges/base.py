@@ -4,6 +4,7 @@ from __future__ import annotations
 from typing import Callable, Protocol
 
 from tasks.records import Example, Verdict
+from tasks.registry import Registry
 
 
 class Judge(Protocol):
@@ -19,23 +20,19 @@ class Judge(Protocol):
     def judge(self, example: Example, text: str) -> Verdict: ...
 
 
-_REGISTRY: dict[str, Callable[[], Judge]] = {}
+JUDGES: Registry[Callable[[], Judge]] = Registry("judge")
 
 
 def register_judge(name: str) -> Callable[[Callable[[], Judge]], Callable[[], Judge]]:
     def deco(factory: Callable[[], Judge]) -> Callable[[], Judge]:
-        _REGISTRY[name] = factory
-        return factory
+        return JUDGES.add(name, factory)
 
     return deco
 
 
 def judge_names() -> list[str]:
-    return sorted(_REGISTRY)
+    return JUDGES.names()
 
 
 def get_judge(name: str) -> Judge:
-    try:
-        return _REGISTRY[name]()
-    except KeyError:
-        raise KeyError(f"unknown judge {name!r}; known judges: {', '.join(judge_names())}") from None
+    return JUDGES.get(name)()

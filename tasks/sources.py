@@ -12,6 +12,7 @@ from pathlib import Path
 from typing import Any, Callable
 
 from tasks.records import Example, Message
+from tasks.registry import Registry
 
 
 class DataError(ValueError):
@@ -28,23 +29,19 @@ class Source:
     to_example: Callable[[dict[str, Any], str, str | None], Example]
 
 
-_SOURCES: dict[str, Source] = {}
+SOURCES: Registry[Source] = Registry("data source")
 
 
 def register_source(source: Source) -> Source:
-    _SOURCES[source.name] = source
-    return source
+    return SOURCES.add(source.name, source)
 
 
 def source_names() -> list[str]:
-    return sorted(_SOURCES)
+    return SOURCES.names()
 
 
 def get_source(name: str) -> Source:
-    try:
-        return _SOURCES[name]
-    except KeyError:
-        raise DataError(f"unknown data.task {name!r}; known: {source_names()}") from None
+    return SOURCES.get(name)
 
 
 def chat(system_prompt: str | None, user: str) -> list[Message]:

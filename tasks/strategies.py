@@ -9,6 +9,7 @@ from dataclasses import dataclass
 from typing import Callable
 
 from tasks.records import Example, Generation, Target, TargetSource, Verdict
+from tasks.registry import Registry
 
 
 @dataclass(frozen=True)
@@ -32,23 +33,19 @@ class Strategy:
     choose: Callable[[Evidence], tuple[str, TargetSource]]
 
 
-_STRATEGIES: dict[str, Strategy] = {}
+STRATEGIES: Registry[Strategy] = Registry("arm")
 
 
 def register_strategy(strategy: Strategy) -> Strategy:
-    _STRATEGIES[strategy.name] = strategy
-    return strategy
+    return STRATEGIES.add(strategy.name, strategy)
 
 
 def strategy_names() -> list[str]:
-    return sorted(_STRATEGIES)
+    return STRATEGIES.names()
 
 
 def get_strategy(name: str) -> Strategy:
-    try:
-        return _STRATEGIES[name]
-    except KeyError:
-        raise KeyError(f"unknown arm {name!r}; known: {strategy_names()}") from None
+    return STRATEGIES.get(name)
 
 
 def _correct(v: Verdict | None) -> bool:

@@ -48,6 +48,8 @@ def plot(task: str, results: list[ArmResult], path: Path) -> Path:
             capsize=6, color=colors)
     for i, r in enumerate(results):
         ax1.text(i, 100 * r.accuracy + 100 * r.stderr + 0.5, _pct(r.accuracy), ha="center")
+    tops = [100 * (r.accuracy + r.stderr) for r in results] or [1.0]
+    ax1.set_ylim(0, max(max(tops) * 1.25, 1.0))  # room for the value labels under the title
     ax1.set_ylabel("accuracy (%)")
     ax1.set_title(f"{task} test accuracy (n={results[0].n if results else 0})")
     trained = [r for r in results if r.targets]

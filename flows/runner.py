@@ -39,7 +39,8 @@ class StageRunner:
         self.calls.append(StageCall(label, cached, seconds, artifact))
         out = Path(artifact.path)
         folder = out if out.is_dir() else out.parent
-        self.tracker.stage(label, artifact, cached, seconds, [folder / f for f in files])
+        # A cache hit's files already sit in the MLflow run that computed them: log counts, not copies.
+        self.tracker.stage(label, artifact, cached, seconds, [] if cached else [folder / f for f in files])
         return artifact
 
     def generations_performed(self) -> int:

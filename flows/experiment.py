@@ -41,7 +41,8 @@ def _answer_and_judge(run: StageRunner, cfg: ExperimentConfig, label: str, model
     j = get_judge(cfg.judge.name)
     verdicts = run(f"judge:{label}", judge, files=("verdicts.jsonl",), examples=examples, generations=gens,
                    judge_name=j.name, judge_version=j.version,
-                   max_error_fraction=cfg.judge.max_error_fraction, store=store, min_length_ratio=min_length_ratio)
+                   max_error_fraction=cfg.judge.max_error_fraction, store=store, min_length_ratio=min_length_ratio,
+                   reject_truncated=cfg.judge.reject_truncated)
     return gens, verdicts
 
 

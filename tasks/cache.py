@@ -19,7 +19,7 @@ STAGE_VERSIONS: dict[str, str] = {
     "prepare_model": "1",
     "load_examples": "1",
     "generate": "1",
-    "judge": "1",
+    "judge": "2",
     "paraphrase_prompts": "1",
     "targets": "1",
     "train": "1",

@@ -100,6 +100,9 @@ class JudgeSettings(Section):
     """Judge by name (see `judges`)."""
     max_error_fraction: float = Field(default=0.05, ge=0, le=1)
     """A judging stage fails when more verdicts than this are `error` (judge infrastructure)."""
+    reject_truncated: bool = True
+    """An answer cut off at max_new_tokens is incorrect (it never stated its final answer), even when
+    its last number happens to match; it is never trained on as a self or paraphrase target."""
 
 
 class LoraSettings(Section):

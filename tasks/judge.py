@@ -19,10 +19,11 @@ def too_short(text: str, gold: str, min_length_ratio: float) -> bool:
 
 
 def judge_generations(examples: list[Example], generations: list[Generation], judge_name: str,
-                      min_length_ratio: float = 0.0) -> list[Verdict]:
+                      min_length_ratio: float = 0.0, reject_truncated: bool = False) -> list[Verdict]:
     """Judge each generation against its example; a judge crash becomes an `error` verdict.
 
-    `min_length_ratio` > 0 (paraphrases) first rejects texts much shorter than the gold answer.
+    `reject_truncated` first rejects texts cut off at the token cap (finish reason `length`);
+    `min_length_ratio` > 0 (paraphrases) rejects texts much shorter than the gold answer.
     """
     judge = get_judge(judge_name)
     by_id = {e.id: e for e in examples}
@@ -31,6 +32,11 @@ def judge_generations(examples: list[Example], generations: list[Generation], ju
         example = by_id.get(g.example_id)
         if example is None:
             raise KeyError(f"generation for unknown example {g.example_id!r}: inputs do not belong together")
+        if reject_truncated and g.finish_reason == "length":
+            verdicts.append(Verdict(example_id=g.example_id, outcome="incorrect", judge=judge.name,
+                                    judge_version=judge.version, extracted=None,
+                                    reason=f"truncated: hit the {g.n_tokens}-token cap before finishing"))
+            continue
         if min_length_ratio and too_short(g.text, example.gold, min_length_ratio):
             verdicts.append(Verdict(example_id=g.example_id, outcome="incorrect", judge=judge.name,
                                     judge_version=judge.version,
@@ -51,18 +57,22 @@ def outcome_counts(verdicts: list[Verdict]) -> dict[str, int]:
 
 @stage("judge")
 def judge(examples: Artifact, generations: Artifact, judge_name: str, judge_version: str,
-          max_error_fraction: float, store: str, min_length_ratio: float = 0.0) -> Artifact:
+          max_error_fraction: float, store: str, min_length_ratio: float = 0.0,
+          reject_truncated: bool = False) -> Artifact:
     """Judge `generations` against `examples`; writes `verdicts.jsonl`."""
     out = stage_dir(store, "judge", {"examples": examples, "generations": generations, "judge_name": judge_name,
-                                     "judge_version": judge_version, "min_length_ratio": min_length_ratio})
+                                     "judge_version": judge_version, "min_length_ratio": min_length_ratio,
+                                     "reject_truncated": reject_truncated})
     verdicts = judge_generations(read_jsonl(Path(examples.path), Example),
-                                 read_jsonl(Path(generations.path), Generation), judge_name, min_length_ratio)
+                                 read_jsonl(Path(generations.path), Generation), judge_name, min_length_ratio,
+                                 reject_truncated)
     counts = outcome_counts(verdicts)
     path = write_jsonl(out / "verdicts.jsonl", verdicts)  # kept even if the stage fails below
     short = sum(v.reason.startswith("too short") for v in verdicts)
-    run_logger().info("judged %d: %s%s", len(verdicts), counts, f" ({short} too short)" if short else "")
+    cut = sum(v.reason.startswith("truncated") for v in verdicts)
+    run_logger().info("judged %d: %s (%d truncated, %d too short)", len(verdicts), counts, cut, short)
     if verdicts and counts["error"] / len(verdicts) > max_error_fraction:
         raise JudgeStageError(f"{counts['error']} of {len(verdicts)} verdicts are judge errors (> "
                               f"judge.max_error_fraction={max_error_fraction}); see {path}. Fix the judge's "
                               f"environment, or raise the threshold knowingly")
-    return artifact_for(path, n=len(verdicts), too_short=short, **counts)
+    return artifact_for(path, n=len(verdicts), too_short=short, truncated=cut, **counts)

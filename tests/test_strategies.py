@@ -58,3 +58,12 @@ def test_judge_crash_is_an_error_not_incorrect():
     broken = EX.model_copy(update={"gold": "no number"})  # gold_answer raises inside the judge
     v = judge_generations([broken], [_g("The answer is 4")], "math")[0]
     assert v.outcome == "error" and "ValueError" in v.reason
+
+
+def test_truncated_answer_is_incorrect_even_if_its_last_number_matches():
+    cut = Generation(example_id="e", model_ref="m", text="2 + 2 = 4, and then 4", finish_reason="length", n_tokens=9)
+    v = judge_generations([EX], [cut], "math", reject_truncated=True)[0]
+    assert (v.outcome, v.reason) == ("incorrect", "truncated: hit the 9-token cap before finishing")
+    assert judge_generations([EX], [cut], "math")[0].outcome == "correct"  # the rule is a setting
+    done = cut.model_copy(update={"finish_reason": "stop"})
+    assert judge_generations([EX], [done], "math", reject_truncated=True)[0].outcome == "correct"

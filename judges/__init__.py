@@ -1,5 +1,6 @@
 """Task judges: a protocol and a registry. A judge knows nothing of Prefect, MLflow or torch."""
 from judges.base import Judge, get_judge, judge_names, register_judge
+from judges import code as _code  # noqa: F401  (registers "code")
 from judges import math as _math  # noqa: F401  (registers "math")
 
 __all__ = ["Judge", "get_judge", "judge_names", "register_judge"]

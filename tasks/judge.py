@@ -27,26 +27,36 @@ def judge_generations(examples: list[Example], generations: list[Generation], ju
     """
     judge = get_judge(judge_name)
     by_id = {e.id: e for e in examples}
-    verdicts = []
-    for g in generations:
+    decided: dict[int, Verdict] = {}
+    pending: list[tuple[int, Example, str]] = []
+    for i, g in enumerate(generations):
         example = by_id.get(g.example_id)
         if example is None:
             raise KeyError(f"generation for unknown example {g.example_id!r}: inputs do not belong together")
+        reason = ""
         if reject_truncated and g.finish_reason == "length":
-            verdicts.append(Verdict(example_id=g.example_id, outcome="incorrect", judge=judge.name,
-                                    judge_version=judge.version, extracted=None,
-                                    reason=f"truncated: hit the {g.n_tokens}-token cap before finishing"))
-            continue
-        if min_length_ratio and too_short(g.text, example.gold, min_length_ratio):
-            verdicts.append(Verdict(example_id=g.example_id, outcome="incorrect", judge=judge.name,
-                                    judge_version=judge.version,
-                                    reason=f"too short: {len(g.text.split())} words vs gold {len(example.gold.split())}"))
-            continue
+            reason = f"truncated: hit the {g.n_tokens}-token cap before finishing"
+        elif min_length_ratio and too_short(g.text, example.gold, min_length_ratio):
+            reason = f"too short: {len(g.text.split())} words vs gold {len(example.gold.split())}"
+        if reason:
+            decided[i] = Verdict(example_id=g.example_id, outcome="incorrect", judge=judge.name,
+                                 judge_version=judge.version, reason=reason)
+        else:
+            pending.append((i, example, g.text))
+    many = getattr(judge, "judge_many", None)
+    if callable(many) and pending:  # judges that run work in parallel (the code sandbox)
         try:
-            verdicts.append(judge.judge(example, g.text))
+            decided.update(zip((i for i, _, _ in pending), many([(e, t) for _, e, t in pending])))
+            pending = []
+        except Exception:  # fall back to one at a time, so one bad item becomes one error verdict
+            pass
+    for i, example, text in pending:
+        try:
+            decided[i] = judge.judge(example, text)
         except Exception as err:  # the judge's own failure is not a wrong answer: keep it apart
-            verdicts.append(Verdict(example_id=g.example_id, outcome="error", judge=judge.name,
-                                    judge_version=judge.version, reason=f"{err.__class__.__name__}: {err}"))
+            decided[i] = Verdict(example_id=example.id, outcome="error", judge=judge.name,
+                                 judge_version=judge.version, reason=f"{err.__class__.__name__}: {err}")
+    verdicts = [decided[i] for i in range(len(generations))]
     return verdicts
 
 

@@ -52,8 +52,10 @@ def test_quickstart_meets_the_acceptance_sizes():
     assert cfg.arms == ["base", "sft", "s3ft"]
 
 
-def test_paper_scale_gsm8k_config_validates():
-    cfg = load_config(ROOT / "configs/gsm8k.yaml")
+@pytest.mark.parametrize("name, judge", [("gsm8k", "math"), ("mbpp", "code")])
+def test_paper_scale_configs_validate(name, judge):
+    cfg = load_config(ROOT / f"configs/{name}.yaml")
+    assert (cfg.data.task, cfg.judge.name) == (name, judge)
     assert cfg.model.ref == "mistralai/Mistral-7B-Instruct-v0.2"
     assert (cfg.lora.r, cfg.lora.alpha, cfg.lora.dropout) == (8, 16, 0.1)
     assert cfg.data.train_size is None and cfg.data.test_size is None  # full splits
@@ -67,3 +69,11 @@ def test_cli_rejects_bad_config_before_any_work(tmp_path):
     assert proc.returncode == 2
     assert "training.epochs" in proc.stderr and "greater than 0" in proc.stderr
     assert not (tmp_path / "out").exists()  # nothing started
+
+
+def test_code_configs_paraphrase_into_a_code_block():
+    for name in ("mbpp", "mbpp_quickstart"):
+        cfg = load_config(ROOT / f"configs/{name}.yaml")
+        assert cfg.judge.name == "code" and cfg.judge.reject_truncated
+        assert "{question}" in cfg.paraphrase.prompt and "{gold}" in cfg.paraphrase.prompt
+        assert "```python" in cfg.paraphrase.prompt

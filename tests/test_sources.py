@@ -47,3 +47,32 @@ def test_empty_split_and_missing_file(tmp_path):
         load_examples("gsm8k", "train", None, 0, _mirror_with(tmp_path, []), None)
     with pytest.raises(DataError, match="does not exist.*S3FT_DATA_MIRROR"):
         load_examples("gsm8k", "test", None, 0, tmp_path, None)
+
+
+@pytest.mark.parametrize("task, sizes", [
+    ("mbpp", {"prompt": 10, "train": 374, "validation": 90, "test": 500}),
+    ("mbpp_sanitized", {"prompt": 7, "train": 120, "validation": 43, "test": 257}),
+])
+def test_mbpp_official_splits_by_task_id(mirror, task, sizes):
+    for split, n in sizes.items():
+        examples = load_examples(task, split, None, 0, mirror, None)
+        assert len(examples) == n, split
+    test = load_examples(task, "test", None, 0, mirror, None)
+    first = test[0]
+    assert 11 <= first.meta["task_id"] <= 510 and len(first.meta["tests"]) >= 1
+    prompt = first.prompt_messages[-1]["content"]
+    assert prompt.startswith("You are an expert Python programmer") and first.meta["tests"][0] in prompt
+    assert first.gold.startswith("```python\n") and "\r" not in first.gold
+
+
+def test_humaneval_comes_from_the_package(mirror):
+    examples = load_examples("humaneval", "test", None, 0, mirror, None)
+    assert len(examples) == 164
+    assert examples[0].meta["tests"][-1] == f"check({examples[0].meta['entry_point']})"
+
+
+def test_mbpp_mirror_missing_task_id_is_named(tmp_path):
+    (tmp_path / "mbpp").mkdir()
+    (tmp_path / "mbpp" / "mbpp.jsonl").write_text(json.dumps({"text": "t", "code": "c", "test_list": ["x"]}) + "\n")
+    with pytest.raises(DataError, match=r"task_id"):
+        load_examples("mbpp", "test", None, 0, tmp_path, None)

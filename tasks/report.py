@@ -17,15 +17,20 @@ class ArmResult(BaseModel):
     train: dict[str, float] = Field(default_factory=dict)
 
 
+def metric_name(task: str) -> str:
+    """What the in-domain score is called: pass@1 (greedy, one sample) for code tasks."""
+    return "pass@1" if task.startswith(("mbpp", "humaneval")) else "accuracy"
+
+
 def _pct(x: float) -> str:
     return f"{100 * x:.1f}"
 
 
 def markdown_table(task: str, results: list[ArmResult]) -> str:
     base = next((r for r in results if r.arm == "base"), None)
-    lines = [f"### {task}: in-domain accuracy and training-target mix",
+    lines = [f"### {task}: in-domain {metric_name(task)} and training-target mix",
              "",
-             "| arm | accuracy % | ± stderr | Δ vs base | n | self | paraphrase | gold |",
+             f"| arm | {metric_name(task)} % | ± stderr | Δ vs base | n | self | paraphrase | gold |",
              "|---|---:|---:|---:|---:|---:|---:|---:|"]
     for r in results:
         delta = "" if base is None or r.arm == "base" else f"{100 * (r.accuracy - base.accuracy):+.1f}"
@@ -50,8 +55,8 @@ def plot(task: str, results: list[ArmResult], path: Path) -> Path:
         ax1.text(i, 100 * r.accuracy + 100 * r.stderr + 0.5, _pct(r.accuracy), ha="center")
     tops = [100 * (r.accuracy + r.stderr) for r in results] or [1.0]
     ax1.set_ylim(0, max(max(tops) * 1.25, 1.0))  # room for the value labels under the title
-    ax1.set_ylabel("accuracy (%)")
-    ax1.set_title(f"{task} test accuracy (n={results[0].n if results else 0})")
+    ax1.set_ylabel(f"{metric_name(task)} (%)")
+    ax1.set_title(f"{task} test {metric_name(task)} (n={results[0].n if results else 0})")
     trained = [r for r in results if r.targets]
     bottom = [0.0] * len(trained)
     for source, color in (("self", "#2ca02c"), ("paraphrase", "#ff7f0e"), ("gold", "#d62728")):

@@ -74,6 +74,6 @@ def test_cli_rejects_bad_config_before_any_work(tmp_path):
 def test_code_configs_paraphrase_into_a_code_block():
     for name in ("mbpp", "mbpp_quickstart"):
         cfg = load_config(ROOT / f"configs/{name}.yaml")
-        assert cfg.judge.name == "code" and cfg.judge.reject_truncated
+        assert cfg.judge.name == "code" and not cfg.judge.reject_truncated
         assert "{question}" in cfg.paraphrase.prompt and "{gold}" in cfg.paraphrase.prompt
         assert "```python" in cfg.paraphrase.prompt

@@ -16,7 +16,8 @@ from tasks.records import Generation, Target, Verdict, read_jsonl
 ROOT = Path(__file__).resolve().parents[1]
 TINY = ["name=tiny", "data.train_size=6", "data.test_size=4", "generation.max_new_tokens=48",
         "paraphrase.max_new_tokens=48", "evaluation.max_new_tokens=48", "training.max_steps=2",
-        "training.batch_size=2", "tracking.experiment=s3ft-test"]
+        "training.batch_size=2", "tracking.experiment=s3ft-test",
+        "judge.reject_truncated=false"]  # 48-token caps cut every answer: keep self/paraphrase targets possible
 
 
 def _run(out: Path, extra: list[str]) -> tuple[dict, str]:
@@ -41,7 +42,11 @@ def test_whole_flow_caches_and_tracks(tmp_path, mirror):
     first, log = _run(tmp_path, [])
     assert "| s3ft |" in log and "| sft |" in log  # the CLI prints the report table
     assert first["generations_performed"] >= 6 + 4 * 3
-    assert not any(s["cached"] for s in first["stages"])
+    # Nothing is cached on a first run, except an arm whose targets equal an earlier arm's (identical
+    # training inputs share one adapter: that is the content-addressed cache working).
+    same_targets = _stage(first, "targets:s3ft")["sha256"] == _stage(first, "targets:sft")["sha256"]
+    allowed = {"train:s3ft", "merge:s3ft", "generate:test:s3ft", "judge:test:s3ft"} if same_targets else set()
+    assert {s["stage"] for s in first["stages"] if s["cached"]} <= allowed
 
     # Records on disk tell a consistent S3FT story.
     own_v = read_jsonl(Path(_stage(first, "judge:train")["path"]), Verdict)

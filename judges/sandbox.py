@@ -79,7 +79,7 @@ def _tail(path: Path, limit: int) -> str:
 def _classify(rc: int | None, timed_out: bool, stderr: str, nonce_ok: bool) -> tuple[str, str]:
     last = stderr.strip().splitlines()[-1] if stderr.strip() else ""
     if timed_out:
-        return "timeout", "timeout: killed after the wall-clock limit"
+        return "timeout", "killed after the wall-clock limit"
     if nonce_ok and rc == 0:
         return "passed", ""
     refusals = [l.strip() for l in stderr.splitlines() if l.startswith("PermissionError: sandbox:")
@@ -87,14 +87,14 @@ def _classify(rc: int | None, timed_out: bool, stderr: str, nonce_ok: bool) -> t
     if refusals:
         return "refused", refusals[0].removeprefix("PermissionError: ")[:300]
     if "AssertionError" in stderr:
-        return "assertion", "assertion: a test failed"
+        return "assertion", "a test failed"
     if "SyntaxError" in last or "IndentationError" in last:
         return "syntax_error", last[:300]
     if "[Errno 27] File too large" in last:
-        return "resource_limit", "resource limit: output or file over the size limit"
+        return "resource_limit", "output or file over the size limit"
     if "MemoryError" in last or rc in (-signal.SIGXCPU, -signal.SIGXFSZ, -signal.SIGSEGV):
         name = signal.Signals(-rc).name if rc is not None and rc < 0 else "MemoryError"
-        return "resource_limit", f"resource limit: {name}"
+        return "resource_limit", name
     if rc is not None and rc < 0:
         return "crash", f"killed by {signal.Signals(-rc).name}"
     if rc == 0:

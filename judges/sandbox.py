@@ -92,9 +92,13 @@ def _classify(rc: int | None, timed_out: bool, stderr: str, nonce_ok: bool) -> t
         return "syntax_error", last[:300]
     if "[Errno 27] File too large" in last:
         return "resource_limit", "output or file over the size limit"
-    if "MemoryError" in last or rc in (-signal.SIGXCPU, -signal.SIGXFSZ, -signal.SIGSEGV):
+    if rc == -signal.SIGXCPU:  # the CPU-time limit: the same verdict as the wall clock, whichever fires first
+        return "timeout", "over the CPU-time limit"
+    if "MemoryError" in last or rc in (-signal.SIGXFSZ, -signal.SIGSEGV):
         name = signal.Signals(-rc).name if rc is not None and rc < 0 else "MemoryError"
         return "resource_limit", name
+    if rc == -signal.SIGKILL:  # not ours (we only kill after the wall clock): the CPU hard limit or the OOM killer
+        return "resource_limit", "killed by SIGKILL (CPU-time hard limit or out of memory)"
     if rc is not None and rc < 0:
         return "crash", f"killed by {signal.Signals(-rc).name}"
     if rc == 0:

@@ -16,11 +16,13 @@ import sys
 
 def _limits(lim):
     mib = 1 << 20
-    for name, value in (("RLIMIT_AS", lim["memory_mib"] * mib), ("RLIMIT_CPU", lim["cpu_s"]),
-                        ("RLIMIT_FSIZE", lim["file_mib"] * mib), ("RLIMIT_NOFILE", 64), ("RLIMIT_CORE", 0),
-                        ("RLIMIT_NPROC", lim["processes"])):
+    # CPU: the soft limit sends SIGXCPU (reported as a timeout); the hard one, a second later, SIGKILL.
+    for name, soft, hard in (("RLIMIT_AS", lim["memory_mib"] * mib, None),
+                             ("RLIMIT_CPU", lim["cpu_s"], lim["cpu_s"] + 1),
+                             ("RLIMIT_FSIZE", lim["file_mib"] * mib, None), ("RLIMIT_NOFILE", 64, None),
+                             ("RLIMIT_CORE", 0, None), ("RLIMIT_NPROC", lim["processes"], None)):
         try:
-            resource.setrlimit(getattr(resource, name), (value, value))
+            resource.setrlimit(getattr(resource, name), (soft, soft if hard is None else hard))
         except (ValueError, OSError):  # a lower hard limit already applies
             pass
 

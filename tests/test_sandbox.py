@@ -70,6 +70,18 @@ def test_hostile_program_is_judged_incorrect_and_the_host_is_intact(name, tmp_pa
     assert os.getpid() > 0  # we are alive: the parent was not killed
 
 
+def test_the_cpu_limit_is_a_timeout_even_when_the_program_ignores_its_signal():
+    limits = Limits(timeout_s=30, cpu_s=1, memory_mib=512)
+    start = time.monotonic()
+    loop = run_program("while True:\n    pass\n", limits)
+    assert (loop.status, loop.reason) == ("timeout", "over the CPU-time limit")
+    stubborn = run_program("import signal\nsignal.signal(signal.SIGXCPU, signal.SIG_IGN)\nwhile True:\n    pass\n",
+                           limits)
+    assert stubborn.status == "resource_limit" and "SIGKILL" in stubborn.reason, stubborn
+    assert time.monotonic() - start < 15  # both ended on CPU time, long before the 30 s wall clock
+    assert _runner_processes() == []
+
+
 def test_passing_and_failing_programs_carry_their_reason():
     assert run_program("def f(x):\n    return x + 1\nassert f(1) == 2\n", LIMITS).passed
     wrong = run_program("def f(x):\n    return x\nassert f(1) == 2\n", LIMITS)

@@ -10,7 +10,7 @@ from judges.base import register_judge
 from judges.sandbox import Limits, Outcome, run_many
 from tasks.records import Example, Verdict
 
-VERSION = "3"  # 2: verdict reasons no longer repeat the status
+VERSION = "3"  # 2: verdict reasons no longer repeat the status; 3: CPU-time limit reported as a timeout
 
 _FENCE = re.compile(r"```[ \t]*([A-Za-z0-9_+-]*)[^\n]*\n(.*?)(?:```|\Z)", re.DOTALL)
 _CODE_START = re.compile(r"^(def |class |import |from |@|async def )")

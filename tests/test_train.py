@@ -6,7 +6,7 @@ import pytest
 
 from tasks.config import LoraSettings, TrainingSettings
 from tasks.records import Target
-from tasks.train import IGNORE, accelerate_command, encode_target, total_steps, train_adapter
+from tasks.train import IGNORE, accelerate_command, answer_only_loss, encode_target, total_steps, train_adapter
 
 MSGS = [{"role": "user", "content": "What is 2+2?"}, {"role": "assistant", "content": "2+2 = 4. The answer is: 4"}]
 
@@ -52,6 +52,31 @@ def test_lora_training_writes_a_peft_adapter(tiny_model_dir, tmp_path):
     before = base(ids).logits
     after = PeftModel.from_pretrained(base, tmp_path / "adapter")(ids).logits
     assert not torch.allclose(before, after)  # the adapter is not a no-op
+
+
+def test_answer_only_loss_equals_the_models_own_loss_and_gradients(tiny_model_dir, bundled_tokenizer):
+    import torch
+    from peft import LoraConfig, get_peft_model
+    from transformers import AutoModelForCausalLM, DataCollatorForSeq2Seq
+
+    long = [MSGS[0] | {"content": "Tell me, with some care and in detail: what is 2+2?"}, MSGS[1]]
+    batch = DataCollatorForSeq2Seq(bundled_tokenizer, padding=True, label_pad_token_id=IGNORE)(
+        [encode_target(bundled_tokenizer, m, 512) for m in (MSGS, long)])
+    assert (batch["labels"][:, :5] == IGNORE).all()  # the prompt part is really skipped
+    model = get_peft_model(AutoModelForCausalLM.from_pretrained(tiny_model_dir),
+                           LoraConfig(r=8, lora_alpha=16, lora_dropout=0.0, init_lora_weights=False,
+                                      target_modules=["q_proj", "v_proj"], task_type="CAUSAL_LM"))
+    grads = []
+    for loss_fn in (lambda: model(**batch).loss, lambda: answer_only_loss(model, batch),
+                    lambda: answer_only_loss(model, batch, num_items_in_batch=7) * 7 / int(
+                        (batch["labels"][:, 1:] != IGNORE).sum())):
+        model.zero_grad()
+        loss = loss_fn()
+        loss.backward()
+        grads.append((loss.item(), [p.grad.clone() for p in model.parameters() if p.requires_grad]))
+    for value, g in grads[1:]:
+        assert value == pytest.approx(grads[0][0], rel=1e-5)
+        assert all(torch.allclose(a, b, atol=1e-6, rtol=1e-4) for a, b in zip(g, grads[0][1]))
 
 
 def test_empty_targets_fail_clearly(tiny_model_dir, tmp_path):

@@ -17,6 +17,7 @@ from prefect.runtime import flow_run
 from flows.runner import StageRunner
 from judges import get_judge
 from tasks.backends import release_backends
+from tasks.benchmark import benchmark, benchmark_data, mirror_hash
 from tasks.config import ExperimentConfig, load_config
 from tasks.evaluate import merge, score
 from tasks.generate import generate
@@ -24,7 +25,7 @@ from tasks.judge import judge
 from tasks.paraphrase import paraphrase_prompts
 from tasks.prepare import load_split, model_fingerprint, prepare_model, source_fingerprint
 from tasks.records import Artifact
-from tasks.report import ArmResult, markdown_table, write_report
+from tasks.report import ArmResult, general_drops, markdown_table, write_report
 from tasks.strategies import get_strategy
 from tasks.targets import collect_evidence, make_targets
 from tasks.train import train
@@ -54,6 +55,17 @@ def _paraphrase_ids(cfg: ExperimentConfig, train: Artifact, own: Artifact | None
     return sorted(ev.example.id for ev in evidence if any(s.paraphrase_when(ev) for s in strategies))
 
 
+def _benchmarks(run: StageRunner, cfg: ExperimentConfig, label: str, model: Artifact, adapter: Artifact | None,
+                data: Artifact | None) -> dict[str, float]:
+    """lm-eval general benchmarks of base (adapter None) or one arm: `mmlu/acc`, `truthfulqa_mc2/acc`, ..."""
+    if not (cfg.benchmarks.tasks or cfg.benchmarks.extra_tasks):
+        return {}
+    art = run(f"benchmark:{label}", benchmark, files=("metrics.json", "results.json", "samples"), model=model,
+              adapter=adapter, data=data, settings=cfg.benchmarks, dtype=cfg.model.dtype,
+              store=str(cfg.output_path() / "store"))
+    return json.loads(Path(art.path).read_text())
+
+
 def run_experiment(cfg: ExperimentConfig, run: StageRunner) -> list[ArmResult]:
     store = str(cfg.output_path() / "store")
     model = run("prepare_model", prepare_model, ref=cfg.model.ref, fingerprint=model_fingerprint(cfg.model.ref),
@@ -81,9 +93,15 @@ def run_experiment(cfg: ExperimentConfig, run: StageRunner) -> list[ArmResult]:
     results: list[ArmResult] = []
     _, base_v = _answer_and_judge(run, cfg, "test:base", model, cfg.model.ref, test, cfg.evaluation.max_new_tokens)
     base_scores = score(cfg.model.ref, "test", base_v)
-    results.append(ArmResult(arm="base", accuracy=base_scores.metrics["accuracy"],
-                             stderr=base_scores.stderr["accuracy"], n=base_scores.n))
     release_backends()
+    bench_data = None
+    mirror = cfg.data.mirror_path()
+    if cfg.benchmarks.tasks and mirror is not None:
+        bench_data = run("benchmark_data", benchmark_data, mirror=str(mirror), files_hash=mirror_hash(mirror),
+                         store=store)
+    results.append(ArmResult(arm="base", accuracy=base_scores.metrics["accuracy"],
+                             stderr=base_scores.stderr["accuracy"], n=base_scores.n,
+                             general=_benchmarks(run, cfg, "base", model, None, bench_data)))
 
     # 5-6: per arm, targets -> LoRA adapter -> merged model -> test answers.
     for arm in trained_arms:
@@ -98,7 +116,9 @@ def run_experiment(cfg: ExperimentConfig, run: StageRunner) -> list[ArmResult]:
         s = score(f"{cfg.model.ref}+{arm}", "test", verdicts)
         counts = {k: int(targets.counts.get(k, 0)) for k in ("self", "paraphrase", "gold")}
         results.append(ArmResult(arm=arm, accuracy=s.metrics["accuracy"], stderr=s.stderr["accuracy"], n=s.n,
-                                 targets=counts, train={k: v for k, v in adapter.counts.items()}))
+                                 targets=counts, train={k: v for k, v in adapter.counts.items()},
+                                 general=_benchmarks(run, cfg, arm, model, adapter, bench_data)))
+        results[-1].drops = general_drops(results[0].general, results[-1].general)
         _log_arm(run, cfg, arm, results[-1], targets, adapter, verdicts)
     _log_arm(run, cfg, "base", results[0], None, None, base_v)
     return results
@@ -113,6 +133,8 @@ def _log_arm(run: StageRunner, cfg: ExperimentConfig, arm: str, result: ArmResul
             metrics[f"targets/{source}"] = result.targets.get(source, 0)
             metrics[f"targets/{source}_frac"] = result.targets.get(source, 0) / n_targets
     metrics.update({f"train/{k}": v for k, v in result.train.items()})
+    metrics.update({k: v for k, v in result.general.items() if v == v})  # mmlu/acc, ... (NaN stderr left out)
+    metrics.update(result.drops)  # mmlu/drop, ..., general/avg_drop
     files = [Path(verdicts.path)] + ([Path(targets.path)] if targets else []) + ([Path(adapter.path)] if adapter else [])
     losses: list[float] = []
     if adapter is not None:

@@ -24,6 +24,8 @@ STAGE_VERSIONS: dict[str, str] = {
     "targets": "1",
     "train": "1",
     "merge": "1",
+    "benchmark_data": "1",
+    "benchmark": "1",
 }
 
 # Parameters that locate outputs rather than define them.

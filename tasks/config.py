@@ -140,6 +140,30 @@ class EvaluationSettings(Section):
     max_new_tokens: int = Field(default=256, gt=0)
 
 
+class BenchmarkSettings(Section):
+    """General-ability benchmarks (lm-eval) for base and every arm; the headline is each score's drop."""
+
+    tasks: list[Literal["mmlu", "truthfulqa_mc1", "truthfulqa_mc2"]] = Field(
+        default_factory=lambda: ["mmlu", "truthfulqa_mc1", "truthfulqa_mc2"])
+    """The paper's general benchmarks; [] skips benchmarking. With a data mirror they read its files."""
+    extra_tasks: list[str] = Field(default_factory=list)
+    """More lm-eval tasks by name (e.g. hellaswag, winogrande, arc_easy): lm-eval's own, from the hub."""
+    num_fewshot: int | None = Field(default=None, ge=0)
+    """null = each task's default (MMLU 0-shot; TruthfulQA's fixed 6-example QA prompt)."""
+    mmlu_per_subject: int | None = Field(default=None, gt=0)
+    """Questions per MMLU subject (57 subjects), sampled by `seed`; null = all 14,042."""
+    truthfulqa_limit: int | None = Field(default=None, gt=0)
+    """TruthfulQA questions (the same ones for MC1 and MC2), sampled by `seed`; null = all 817."""
+    seed: int = 0
+    backend: Literal["hf", "vllm"] = "hf"
+    """`hf`: transformers with `peft=<adapter>`; `vllm`: vLLM with the LoRA applied (GPU machines)."""
+    batch_size: int = Field(default=8, gt=0)
+    max_length: int = Field(default=2048, gt=0)
+    vllm_kv_cache_gib: float | None = Field(default=1.0, gt=0)
+    """vLLM KV cache (CPU needs it explicitly); null = vLLM's GPU memory default."""
+    max_lora_rank: int = Field(default=16, gt=0)
+
+
 class TrackingSettings(Section):
     tracking_uri: str | None = None
     """MLflow tracking URI; default: env MLFLOW_TRACKING_URI, else sqlite:///<output_dir>/mlflow.db."""
@@ -160,6 +184,7 @@ class ExperimentConfig(Section):
     lora: LoraSettings = Field(default_factory=LoraSettings)
     training: TrainingSettings = Field(default_factory=TrainingSettings)
     evaluation: EvaluationSettings = Field(default_factory=EvaluationSettings)
+    benchmarks: BenchmarkSettings = Field(default_factory=BenchmarkSettings)
     tracking: TrackingSettings = Field(default_factory=TrackingSettings)
 
     @model_validator(mode="after")
@@ -175,6 +200,9 @@ class ExperimentConfig(Section):
         unknown = [a for a in self.arms if a != "base" and a not in strategy_names()]
         if unknown:
             raise ValueError(f"arms: unknown arm(s) {unknown}; choose from ['base'] + {strategy_names()}")
+        if self.benchmarks.backend == "vllm" and self.benchmarks.max_lora_rank < self.lora.r:
+            raise ValueError(f"benchmarks.max_lora_rank: {self.benchmarks.max_lora_rank} < lora.r {self.lora.r}; "
+                             f"vLLM would refuse the adapter. Fix: set it >= {self.lora.r}")
         if len(set(self.arms)) != len(self.arms) or not self.arms:
             raise ValueError("arms: list each arm once and at least one")
         return self

@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import json
+import math
 from pathlib import Path
 
 from pydantic import BaseModel, Field
@@ -15,11 +16,35 @@ class ArmResult(BaseModel):
     targets: dict[str, int] = Field(default_factory=dict)
     """self / paraphrase / gold counts (empty for base)."""
     train: dict[str, float] = Field(default_factory=dict)
+    general: dict[str, float] = Field(default_factory=dict)
+    """lm-eval scores: `mmlu/acc`, `mmlu/acc_stderr`, `truthfulqa_mc1/acc`, ... (empty when not run)."""
+    drops: dict[str, float] = Field(default_factory=dict)
+    """Points lost versus base per benchmark (`mmlu/drop`) and their mean (`general/avg_drop`)."""
+
+
+def benchmark_names(general: dict[str, float]) -> list[str]:
+    return [k.removesuffix("/acc") for k in general if k.endswith("/acc")]
+
+
+def general_drops(base: dict[str, float], arm: dict[str, float]) -> dict[str, float]:
+    """Drop in points (base minus arm, x100) per general benchmark and the average drop (the paper's headline)."""
+    names = [n for n in benchmark_names(arm) if f"{n}/acc" in base]
+    drops = {f"{n}/drop": 100 * (base[f"{n}/acc"] - arm[f"{n}/acc"]) for n in names}
+    if drops:
+        drops["general/avg_drop"] = sum(drops.values()) / len(drops)
+    return drops
 
 
 def metric_name(task: str) -> str:
     """What the in-domain score is called: pass@1 (greedy, one sample) for code tasks."""
     return "pass@1" if task.startswith(("mbpp", "humaneval")) else "accuracy"
+
+
+ARM_COLORS = {"base": "#888888", "sft": "#1f77b4", "sdft": "#9467bd", "s3ft": "#2ca02c"}
+
+
+def _finite(x: float) -> float:
+    return x if math.isfinite(x) else 0.0
 
 
 def _pct(x: float) -> str:
@@ -36,6 +61,18 @@ def markdown_table(task: str, results: list[ArmResult]) -> str:
         delta = "" if base is None or r.arm == "base" else f"{100 * (r.accuracy - base.accuracy):+.1f}"
         mix = [str(r.targets.get(k, "")) if r.targets else "" for k in ("self", "paraphrase", "gold")]
         lines.append(f"| {r.arm} | {_pct(r.accuracy)} | {_pct(r.stderr)} | {delta} | {r.n} | " + " | ".join(mix) + " |")
+    names = benchmark_names(base.general) if base is not None else []
+    if names:
+        lines += ["", "### General benchmarks (lm-eval): score % ± stderr, and the drop versus base "
+                  "(points; lower is better)", "",
+                  "| arm | " + " | ".join(names) + " | " + " | ".join(f"{n} drop" for n in names) + " | avg drop |",
+                  "|---|" + "---:|" * (2 * len(names) + 1)]
+        for r in results:
+            scores = [f"{_pct(r.general[f'{n}/acc'])} ± {_pct(r.general.get(f'{n}/acc_stderr', float('nan')))}"
+                      if f"{n}/acc" in r.general else "" for n in names]
+            drops = [f"{r.drops[f'{n}/drop']:+.1f}" if f"{n}/drop" in r.drops else "" for n in names]
+            avg = f"{r.drops['general/avg_drop']:+.1f}" if "general/avg_drop" in r.drops else ""
+            lines.append(f"| {r.arm} | " + " | ".join(scores) + " | " + " | ".join(drops) + f" | {avg} |")
     return "\n".join(lines) + "\n"
 
 
@@ -46,9 +83,11 @@ def plot(task: str, results: list[ArmResult], path: Path) -> Path:
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-    fig, (ax1, ax2) = plt.subplots(1, 2, figsize=(10, 4))
+    names = benchmark_names(results[0].general) if results else []
+    fig, axes = plt.subplots(1, 3 if names else 2, figsize=(15 if names else 10, 4))
+    ax1, ax2 = axes[0], axes[1]
     arms = [r.arm for r in results]
-    colors = ["#888888" if a == "base" else "#1f77b4" if a == "sft" else "#2ca02c" for a in arms]
+    colors = [ARM_COLORS.get(a, "#17becf") for a in arms]
     ax1.bar(arms, [100 * r.accuracy for r in results], yerr=[100 * r.stderr for r in results],
             capsize=6, color=colors)
     for i, r in enumerate(results):
@@ -66,6 +105,19 @@ def plot(task: str, results: list[ArmResult], path: Path) -> Path:
     ax2.set_ylabel("% of training targets")
     ax2.set_title("target source")
     ax2.legend(loc="upper right", fontsize=8)
+    if names:
+        ax3 = axes[2]
+        width = 0.8 / len(results)
+        for i, r in enumerate(results):
+            xs = [j + (i - (len(results) - 1) / 2) * width for j in range(len(names))]
+            ax3.bar(xs, [100 * r.general.get(f"{n}/acc", 0) for n in names], width,
+                    yerr=[_finite(100 * r.general.get(f"{n}/acc_stderr", 0.0)) for n in names],
+                    capsize=3, label=r.arm + (f" (avg drop {r.drops['general/avg_drop']:+.1f})"
+                                              if "general/avg_drop" in r.drops else ""), color=colors[i])
+        ax3.set_xticks(range(len(names)), names, fontsize=8)
+        ax3.set_ylabel("score (%)")
+        ax3.set_title("general benchmarks (lm-eval)")
+        ax3.legend(fontsize=8)
     fig.tight_layout()
     fig.savefig(path, dpi=110)
     plt.close(fig)

@@ -70,6 +70,19 @@ register_strategy(Strategy(name="s3ft", needs_generation=True, paraphrase_when=_
                            choose=_s3ft_choose))
 
 
+
+def _sdft_choose(ev: Evidence) -> tuple[str, TargetSource]:
+    if _correct(ev.paraphrase_verdict) and ev.paraphrase is not None:
+        return ev.paraphrase.text, "paraphrase"
+    return ev.example.gold, "gold"
+
+
+# SDFT (Yang et al. 2024), the paper's closest baseline: every gold answer is rewritten by the model,
+# kept when the rewrite is judged correct, else the gold answer is the target. No own answers needed.
+register_strategy(Strategy(name="sdft", needs_generation=False, paraphrase_when=lambda ev: True,
+                           choose=_sdft_choose))
+
+
 def build_targets(strategy: Strategy, evidence: list[Evidence]) -> list[Target]:
     """One target per example: the prompt plus the chosen assistant answer."""
     out = []

@@ -39,3 +39,11 @@ def tiny_model_dir(tmp_path_factory, bundled_tokenizer) -> Path:
     LlamaForCausalLM(config).save_pretrained(out)
     bundled_tokenizer.save_pretrained(out)
     return out
+
+
+@pytest.fixture(scope="session")
+def bundled_model_dir(tmp_path_factory) -> Path:
+    """The bundled SmolLM2 converted to a transformers folder (once per test session)."""
+    from tasks.models import bundled_gguf, convert_gguf
+
+    return convert_gguf(bundled_gguf("smollm2-135m-instruct"), tmp_path_factory.mktemp("smollm2") / "model")

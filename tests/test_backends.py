@@ -17,13 +17,6 @@ PROMPTS = [
 ]
 
 
-@pytest.fixture(scope="module")
-def bundled_model_dir(tmp_path_factory) -> Path:
-    from tasks.models import bundled_gguf, convert_gguf
-
-    return convert_gguf(bundled_gguf("smollm2-135m-instruct"), tmp_path_factory.mktemp("smollm2") / "model")
-
-
 @pytest.mark.slow
 @pytest.mark.skipif(importlib.util.find_spec("vllm") is None, reason="vllm not installed")
 def test_vllm_and_hf_greedy_outputs_agree(bundled_model_dir):

@@ -17,7 +17,8 @@ ROOT = Path(__file__).resolve().parents[1]
 TINY = ["name=tiny", "data.train_size=6", "data.test_size=4", "generation.max_new_tokens=48",
         "paraphrase.max_new_tokens=48", "evaluation.max_new_tokens=48", "training.max_steps=2",
         "training.batch_size=2", "tracking.experiment=s3ft-test",
-        "judge.reject_truncated=false"]  # 48-token caps cut every answer: keep self/paraphrase targets possible
+        "judge.reject_truncated=false",  # 48-token caps cut every answer: keep self/paraphrase targets possible
+        "benchmarks.tasks=[truthfulqa_mc1, truthfulqa_mc2]", "benchmarks.truthfulqa_limit=2"]
 
 
 def _run(out: Path, extra: list[str]) -> tuple[dict, str]:
@@ -45,7 +46,8 @@ def test_whole_flow_caches_and_tracks(tmp_path, mirror):
     # Nothing is cached on a first run, except an arm whose targets equal an earlier arm's (identical
     # training inputs share one adapter: that is the content-addressed cache working).
     same_targets = _stage(first, "targets:s3ft")["sha256"] == _stage(first, "targets:sft")["sha256"]
-    allowed = {"train:s3ft", "merge:s3ft", "generate:test:s3ft", "judge:test:s3ft"} if same_targets else set()
+    allowed = ({"train:s3ft", "merge:s3ft", "generate:test:s3ft", "judge:test:s3ft", "benchmark:s3ft"}
+               if same_targets else set())
     assert {s["stage"] for s in first["stages"] if s["cached"]} <= allowed
 
     # Records on disk tell a consistent S3FT story.
@@ -70,6 +72,18 @@ def test_whole_flow_caches_and_tracks(tmp_path, mirror):
     results = {r["arm"]: r for r in first["results"]}
     assert set(results) == {"base", "sft", "s3ft"} and results["s3ft"]["targets"] == counts
     assert Path(first["report"]["plot"]).stat().st_size > 10_000
+    # lm-eval general benchmarks per arm, over the converted mirror, with drops versus base.
+    for arm in ("base", "sft", "s3ft"):
+        general = results[arm]["general"]
+        assert set(general) == {f"{t}/{m}" for t in ("truthfulqa_mc1", "truthfulqa_mc2") for m in ("acc", "acc_stderr")}
+        assert 0 <= general["truthfulqa_mc2/acc"] <= 1
+        bench = Path(_stage(first, f"benchmark:{arm}")["path"]).parent
+        assert (bench / "results.json").is_file() and len((bench / "samples" / "truthfulqa_mc1.jsonl").read_text()
+                                                           .splitlines()) == 2
+    assert results["s3ft"]["drops"]["general/avg_drop"] == pytest.approx(
+        50 * sum(results["base"]["general"][f"{t}/acc"] - results["s3ft"]["general"][f"{t}/acc"]
+                 for t in ("truthfulqa_mc1", "truthfulqa_mc2")))
+    assert "General benchmarks" in log
 
     # MLflow holds the parent run, nested stage and arm runs, metrics and artifacts.
     import mlflow
@@ -85,6 +99,8 @@ def test_whole_flow_caches_and_tracks(tmp_path, mirror):
     assert len([r for r in children if "stage" in r.data.tags]) == len(first["stages"])
     names = {a.path for a in mlflow.MlflowClient().list_artifacts(arms["s3ft"].info.run_id)}
     assert {"targets.jsonl", "verdicts.jsonl", "adapter"} <= names
+    assert arms["s3ft"].data.metrics["general/avg_drop"] == pytest.approx(results["s3ft"]["drops"]["general/avg_drop"])
+    assert "truthfulqa_mc2/acc" in arms["base"].data.metrics
 
     # Identical re-run: everything from the cache, nothing generated.
     second, log2 = _run(tmp_path, [])
@@ -97,5 +113,6 @@ def test_whole_flow_caches_and_tracks(tmp_path, mirror):
     third, _ = _run(tmp_path, ["training.learning_rate=5e-4"])
     recomputed = {s["stage"] for s in third["stages"] if not s["cached"]}
     assert recomputed == {"train:sft", "train:s3ft", "merge:sft", "merge:s3ft", "generate:test:sft",
-                          "generate:test:s3ft", "judge:test:sft", "judge:test:s3ft"}
+                          "generate:test:s3ft", "judge:test:sft", "judge:test:s3ft", "benchmark:sft",
+                          "benchmark:s3ft"}
     assert third["generations_performed"] == 2 * 4  # only the two arms' test answers

@@ -21,6 +21,8 @@ ROOT = Path(__file__).resolve().parents[1]
     ("generation.backend=tgi", "generation.backend", "vllm"),
     ("lora.dropout=1.5", "lora.dropout", "less than 1"),
     ("paraphrase.prompt=rewrite {gold}", "paraphrase.prompt", "{question}"),
+    ("benchmarks.tasks=[mmlu,hellaswagg]", "benchmarks.tasks", "truthfulqa_mc1"),
+    ("benchmarks.mmlu_per_subject=0", "benchmarks.mmlu_per_subject", "greater than 0"),
 ])
 def test_bad_values_name_the_field(override, field, fragment):
     with pytest.raises(ConfigError) as err:
@@ -60,6 +62,10 @@ def test_paper_scale_configs_validate(name, judge):
     assert (cfg.lora.r, cfg.lora.alpha, cfg.lora.dropout) == (8, 16, 0.1)
     assert cfg.data.train_size is None and cfg.data.test_size is None  # full splits
     assert cfg.generation.backend == "vllm" and cfg.model.dtype == "bfloat16"
+    assert cfg.arms == ["base", "sft", "sdft", "s3ft"]  # the paper's Table 2 columns
+    b = cfg.benchmarks  # full general benchmarks
+    assert (b.tasks, b.mmlu_per_subject, b.truthfulqa_limit) == (["mmlu", "truthfulqa_mc1", "truthfulqa_mc2"],
+                                                                 None, None)
 
 
 def test_cli_rejects_bad_config_before_any_work(tmp_path):

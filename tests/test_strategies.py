@@ -67,3 +67,13 @@ def test_truncated_answer_is_incorrect_even_if_its_last_number_matches():
     assert judge_generations([EX], [cut], "math")[0].outcome == "correct"  # the rule is a setting
     done = cut.model_copy(update={"finish_reason": "stop"})
     assert judge_generations([EX], [done], "math", reject_truncated=True)[0].outcome == "correct"
+
+
+def test_sdft_paraphrases_every_answer_and_ignores_the_own_one():
+    s = get_strategy("sdft")
+    assert not s.needs_generation
+    assert s.paraphrase_when(Evidence(example=EX)) and s.paraphrase_when(Evidence(example=EX, own_verdict=_v("correct")))
+    # even a correct own answer is not a target: SDFT trains on the (judged) rewrite of gold
+    assert _choose("sdft", own=_g("own 4"), own_verdict=_v("correct"), paraphrase=_g("para 4"),
+                   paraphrase_verdict=_v("correct")) == ("para 4", "paraphrase")
+    assert _choose("sdft", paraphrase=_g("para 5"), paraphrase_verdict=_v("incorrect")) == (EX.gold, "gold")

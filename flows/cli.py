@@ -60,12 +60,19 @@ def _parser() -> argparse.ArgumentParser:
         c.add_argument("config", type=Path, help="experiment YAML, e.g. configs/quickstart.yaml")
         c.add_argument("--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE",
                        help="override a config value, e.g. --set training.learning_rate=1e-4 (repeatable)")
+        c.add_argument("--seeds", type=int, metavar="N", help="train each arm with N seeds (training.seed, +1, ...) "
+                       "and report mean ± stderr across seeds; generations are shared")
     return p
 
 
 def main(argv: list[str] | None = None) -> int:
     args = _parser().parse_args(argv)
     try:
+        if args.seeds is not None:
+            if args.seeds < 1:
+                raise ConfigError(f"--seeds {args.seeds}: must be at least 1. Fix: e.g. --seeds 3")
+            first = load_config(args.config, args.overrides).training.seed
+            args.overrides.append(f"seeds={list(range(first, first + args.seeds))}")
         cfg = load_config(args.config, args.overrides)
     except ConfigError as err:
         print(f"s3ft: {err}", file=sys.stderr)

@@ -20,12 +20,13 @@ from tasks.backends import release_backends
 from tasks.benchmark import benchmark, benchmark_data, mirror_hash
 from tasks.config import ExperimentConfig, load_config
 from tasks.evaluate import merge, score
+from tasks.familiarity import familiarity
 from tasks.generate import generate
 from tasks.judge import judge
 from tasks.paraphrase import paraphrase_prompts
 from tasks.prepare import load_split, model_fingerprint, prepare_model, source_fingerprint
 from tasks.records import Artifact
-from tasks.report import ArmResult, general_drops, markdown_table, write_report
+from tasks.report import ArmResult, SeedResult, aggregate_seeds, general_drops, markdown_table, write_report
 from tasks.strategies import get_strategy
 from tasks.targets import collect_evidence, make_targets
 from tasks.train import train
@@ -104,22 +105,37 @@ def run_experiment(cfg: ExperimentConfig, run: StageRunner) -> list[ArmResult]:
                              general=_benchmarks(run, cfg, "base", model, None, bench_data)))
 
     # 5-6: per arm, targets -> LoRA adapter -> merged model -> test answers.
+    logged: list[tuple] = []
+    seeds = cfg.seeds or [cfg.training.seed]
     for arm in trained_arms:
         targets = run(f"targets:{arm}", make_targets, files=("targets.jsonl",), arm=arm, examples=train_examples, own=own,
                       own_verdicts=own_v, paraphrases=para, paraphrase_verdicts=para_v, store=store)
-        adapter = run(f"train:{arm}", train, model=model, targets=targets, lora=cfg.lora,
-                      settings=cfg.training, store=store)
-        merged = run(f"merge:{arm}", merge, model=model, adapter=adapter, dtype=cfg.model.dtype, store=store)
-        _, verdicts = _answer_and_judge(run, cfg, f"test:{arm}", merged, f"{cfg.model.ref}+{arm}", test,
-                                        cfg.evaluation.max_new_tokens)
-        release_backends()
-        s = score(f"{cfg.model.ref}+{arm}", "test", verdicts)
         counts = {k: int(targets.counts.get(k, 0)) for k in ("self", "paraphrase", "gold")}
-        results.append(ArmResult(arm=arm, accuracy=s.metrics["accuracy"], stderr=s.stderr["accuracy"], n=s.n,
-                                 targets=counts, train={k: v for k, v in adapter.counts.items()},
-                                 general=_benchmarks(run, cfg, arm, model, adapter, bench_data)))
+        per_seed: list[SeedResult] = []
+        for seed in seeds:  # generation, judging and paraphrasing above are shared by every seed
+            tag = arm if len(seeds) == 1 else f"{arm}:seed{seed}"
+            adapter = run(f"train:{tag}", train, model=model, targets=targets, lora=cfg.lora,
+                          settings=cfg.training.model_copy(update={"seed": seed}), store=store)
+            merged = run(f"merge:{tag}", merge, model=model, adapter=adapter, dtype=cfg.model.dtype, store=store)
+            _, verdicts = _answer_and_judge(run, cfg, f"test:{tag}", merged, f"{cfg.model.ref}+{tag}", test,
+                                            cfg.evaluation.max_new_tokens)
+            release_backends()
+            s = score(f"{cfg.model.ref}+{tag}", "test", verdicts)
+            per_seed.append(SeedResult(seed=seed, accuracy=s.metrics["accuracy"], stderr=s.stderr["accuracy"],
+                                       n=s.n, train=dict(adapter.counts),
+                                       general=_benchmarks(run, cfg, tag, model, adapter, bench_data)))
+        results.append(aggregate_seeds(arm, per_seed, counts))
         results[-1].drops = general_drops(results[0].general, results[-1].general)
-        _log_arm(run, cfg, arm, results[-1], targets, adapter, verdicts)
+        logged.append((arm, results[-1], targets, adapter, verdicts))
+    if cfg.diagnostics.familiarity and logged:
+        fam = run("familiarity", familiarity, files=("familiarity.json",), model=model,
+                  targets={arm: t for arm, _, t, _, _ in logged},
+                  max_per_source=cfg.diagnostics.familiarity_max_per_source, seed=cfg.diagnostics.seed, store=store)
+        scores = json.loads(Path(fam.path).read_text())
+        for arm, result, *_ in logged:
+            result.familiarity = {s: v["mean_logprob"] for s, v in scores.get(arm, {}).items()}
+    for arm, result, targets, adapter, verdicts in logged:
+        _log_arm(run, cfg, arm, result, targets, adapter, verdicts)
     _log_arm(run, cfg, "base", results[0], None, None, base_v)
     return results
 
@@ -135,6 +151,10 @@ def _log_arm(run: StageRunner, cfg: ExperimentConfig, arm: str, result: ArmResul
     metrics.update({f"train/{k}": v for k, v in result.train.items()})
     metrics.update({k: v for k, v in result.general.items() if v == v})  # mmlu/acc, ... (NaN stderr left out)
     metrics.update(result.drops)  # mmlu/drop, ..., general/avg_drop
+    metrics.update({f"familiarity/{s}": v for s, v in result.familiarity.items()})
+    for sr in result.seeds:  # several training seeds: each one's score next to the mean
+        metrics[f"seed{sr.seed}/indomain_accuracy"] = sr.accuracy
+        metrics.update({f"seed{sr.seed}/{k}": v for k, v in sr.general.items() if k.endswith("/acc")})
     files = [Path(verdicts.path)] + ([Path(targets.path)] if targets else []) + ([Path(adapter.path)] if adapter else [])
     losses: list[float] = []
     if adapter is not None:

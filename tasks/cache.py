@@ -26,6 +26,7 @@ STAGE_VERSIONS: dict[str, str] = {
     "merge": "1",
     "benchmark_data": "1",
     "benchmark": "1",
+    "familiarity": "1",
 }
 
 # Parameters that locate outputs rather than define them.

@@ -164,6 +164,15 @@ class BenchmarkSettings(Section):
     max_lora_rank: int = Field(default=16, gt=0)
 
 
+class DiagnosticsSettings(Section):
+    familiarity: bool = True
+    """Score each arm's training targets under the base model (mean per-token log-prob by source: own,
+    paraphrase, gold), the paper's evidence for why S3FT forgets less."""
+    familiarity_max_per_source: int | None = Field(default=None, gt=0)
+    """Targets scored per arm and source, sampled by `seed`; null = all."""
+    seed: int = 0
+
+
 class TrackingSettings(Section):
     tracking_uri: str | None = None
     """MLflow tracking URI; default: env MLFLOW_TRACKING_URI, else sqlite:///<output_dir>/mlflow.db."""
@@ -182,9 +191,14 @@ class ExperimentConfig(Section):
     arms: list[str] = Field(default_factory=lambda: ["base", "sft", "s3ft"])
     """`base` (no training) plus target strategies by name (see `tasks.targets`)."""
     lora: LoraSettings = Field(default_factory=LoraSettings)
+    seeds: list[int] | None = None
+    """Training seeds: every trained arm is trained, evaluated and benchmarked once per seed and reported as
+    mean ± stderr across seeds; generation, judging and paraphrasing are shared. null = [training.seed].
+    `s3ft run CONFIG --seeds 3` sets [training.seed, +1, +2]."""
     training: TrainingSettings = Field(default_factory=TrainingSettings)
     evaluation: EvaluationSettings = Field(default_factory=EvaluationSettings)
     benchmarks: BenchmarkSettings = Field(default_factory=BenchmarkSettings)
+    diagnostics: DiagnosticsSettings = Field(default_factory=DiagnosticsSettings)
     tracking: TrackingSettings = Field(default_factory=TrackingSettings)
 
     @model_validator(mode="after")
@@ -203,6 +217,8 @@ class ExperimentConfig(Section):
         if self.benchmarks.backend == "vllm" and self.benchmarks.max_lora_rank < self.lora.r:
             raise ValueError(f"benchmarks.max_lora_rank: {self.benchmarks.max_lora_rank} < lora.r {self.lora.r}; "
                              f"vLLM would refuse the adapter. Fix: set it >= {self.lora.r}")
+        if self.seeds is not None and (not self.seeds or len(set(self.seeds)) != len(self.seeds)):
+            raise ValueError("seeds: list each training seed once and at least one (or null for training.seed)")
         if len(set(self.arms)) != len(self.arms) or not self.arms:
             raise ValueError("arms: list each arm once and at least one")
         return self

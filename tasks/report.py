@@ -8,6 +8,17 @@ from pathlib import Path
 from pydantic import BaseModel, Field
 
 
+class SeedResult(BaseModel):
+    """One training seed of one arm."""
+
+    seed: int
+    accuracy: float
+    stderr: float
+    n: int
+    train: dict[str, float] = Field(default_factory=dict)
+    general: dict[str, float] = Field(default_factory=dict)
+
+
 class ArmResult(BaseModel):
     arm: str
     accuracy: float
@@ -20,6 +31,33 @@ class ArmResult(BaseModel):
     """lm-eval scores: `mmlu/acc`, `mmlu/acc_stderr`, `truthfulqa_mc1/acc`, ... (empty when not run)."""
     drops: dict[str, float] = Field(default_factory=dict)
     """Points lost versus base per benchmark (`mmlu/drop`) and their mean (`general/avg_drop`)."""
+    familiarity: dict[str, float] = Field(default_factory=dict)
+    """Mean per-token log-prob of this arm's targets under the base model, by source (self/paraphrase/gold)."""
+    seeds: list[SeedResult] = Field(default_factory=list)
+    """Per training seed, when an arm was trained with several: the scores above are their mean, and
+    the stderrs the spread across seeds (std / sqrt(k))."""
+
+
+def _mean_stderr(values: list[float]) -> tuple[float, float]:
+    k = len(values)
+    mean = sum(values) / k
+    return mean, math.sqrt(sum((v - mean) ** 2 for v in values) / (k - 1) / k) if k > 1 else float("nan")
+
+
+def aggregate_seeds(arm: str, per_seed: list[SeedResult], targets: dict[str, int]) -> ArmResult:
+    """One arm's result: the single seed's scores, or with several seeds their mean ± stderr across seeds."""
+    if len(per_seed) == 1:
+        r = per_seed[0]
+        return ArmResult(arm=arm, accuracy=r.accuracy, stderr=r.stderr, n=r.n, targets=targets, train=r.train,
+                         general=r.general)
+    accuracy, stderr = _mean_stderr([r.accuracy for r in per_seed])
+    general: dict[str, float] = {}
+    for name in benchmark_names(per_seed[0].general):
+        general[f"{name}/acc"], general[f"{name}/acc_stderr"] = _mean_stderr(
+            [r.general[f"{name}/acc"] for r in per_seed])
+    train = {k: sum(r.train.get(k, 0.0) for r in per_seed) / len(per_seed) for k in per_seed[0].train}
+    return ArmResult(arm=arm, accuracy=accuracy, stderr=stderr, n=per_seed[0].n, targets=targets, train=train,
+                     general=general, seeds=per_seed)
 
 
 def benchmark_names(general: dict[str, float]) -> list[str]:
@@ -60,7 +98,10 @@ def markdown_table(task: str, results: list[ArmResult]) -> str:
     for r in results:
         delta = "" if base is None or r.arm == "base" else f"{100 * (r.accuracy - base.accuracy):+.1f}"
         mix = [str(r.targets.get(k, "")) if r.targets else "" for k in ("self", "paraphrase", "gold")]
-        lines.append(f"| {r.arm} | {_pct(r.accuracy)} | {_pct(r.stderr)} | {delta} | {r.n} | " + " | ".join(mix) + " |")
+        n = f"{r.n} x {len(r.seeds)} seeds" if r.seeds else str(r.n)
+        lines.append(f"| {r.arm} | {_pct(r.accuracy)} | {_pct(r.stderr)} | {delta} | {n} | " + " | ".join(mix) + " |")
+    if any(r.seeds for r in results):
+        lines += ["", "Arms trained with several seeds show the mean over seeds and its stderr across seeds."]
     names = benchmark_names(base.general) if base is not None else []
     if names:
         lines += ["", "### General benchmarks (lm-eval): score % ± stderr, and the drop versus base "
@@ -73,6 +114,14 @@ def markdown_table(task: str, results: list[ArmResult]) -> str:
             drops = [f"{r.drops[f'{n}/drop']:+.1f}" if f"{n}/drop" in r.drops else "" for n in names]
             avg = f"{r.drops['general/avg_drop']:+.1f}" if "general/avg_drop" in r.drops else ""
             lines.append(f"| {r.arm} | " + " | ".join(scores) + " | " + " | ".join(drops) + f" | {avg} |")
+    familiar = [r for r in results if r.familiarity]
+    if familiar:
+        lines += ["", "### Familiarity: mean per-token log-prob of the training targets under the base model "
+                  "(higher = closer to the model's own distribution)", "",
+                  "| arm | self | paraphrase | gold |", "|---|---:|---:|---:|"]
+        for r in familiar:
+            cells = [f"{r.familiarity[s]:.3f}" if s in r.familiarity else "" for s in ("self", "paraphrase", "gold")]
+            lines.append(f"| {r.arm} | " + " | ".join(cells) + " |")
     return "\n".join(lines) + "\n"
 
 

@@ -136,3 +136,21 @@ def test_metrics_drops_and_report():
                                      ArmResult(arm="s3ft", accuracy=0.2, stderr=0.01, n=10, general=arm,
                                                drops=drops)])
     assert "avg drop" in table and "| s3ft | 25.0 ± nan | 41.0 ± nan | +5.0 | -1.0 | +2.0 |" in table
+    fam = markdown_table("gsm8k", [ArmResult(arm="s3ft", accuracy=0.2, stderr=0.01, n=10,
+                                             familiarity={"self": -0.41, "gold": -1.234})])
+    assert "| s3ft | -0.410 |  | -1.234 |" in fam
+
+
+def test_several_seeds_report_their_mean_and_spread():
+    from tasks.report import SeedResult, aggregate_seeds
+
+    per_seed = [SeedResult(seed=s, accuracy=a, stderr=0.01, n=100, general={"mmlu/acc": m, "mmlu/acc_stderr": 0.02})
+                for s, a, m in ((0, 0.10, 0.30), (1, 0.20, 0.32), (2, 0.30, 0.34))]
+    r = aggregate_seeds("s3ft", per_seed, {"self": 1})
+    assert r.accuracy == pytest.approx(0.2) and r.stderr == pytest.approx(0.1 / math.sqrt(3))
+    assert r.general["mmlu/acc"] == pytest.approx(0.32) and r.general["mmlu/acc_stderr"] == pytest.approx(
+        0.02 / math.sqrt(3))
+    assert [s.seed for s in r.seeds] == [0, 1, 2] and "300" not in markdown_table("gsm8k", [r])
+    assert "100 x 3 seeds" in markdown_table("gsm8k", [r])
+    single = aggregate_seeds("sft", per_seed[:1], {"gold": 5})
+    assert (single.accuracy, single.stderr, single.seeds) == (0.10, 0.01, [])

@@ -1,4 +1,5 @@
 """Config validation: bad keys and values fail before any work, naming the field and the fix."""
+import json
 import subprocess
 import sys
 from pathlib import Path
@@ -23,6 +24,7 @@ ROOT = Path(__file__).resolve().parents[1]
     ("paraphrase.prompt=rewrite {gold}", "paraphrase.prompt", "{question}"),
     ("benchmarks.tasks=[mmlu,hellaswagg]", "benchmarks.tasks", "truthfulqa_mc1"),
     ("benchmarks.mmlu_per_subject=0", "benchmarks.mmlu_per_subject", "greater than 0"),
+    ("seeds=[1, 1]", "seeds", "once"),
 ])
 def test_bad_values_name_the_field(override, field, fragment):
     with pytest.raises(ConfigError) as err:
@@ -83,3 +85,12 @@ def test_code_configs_paraphrase_into_a_code_block():
         assert cfg.judge.name == "code" and not cfg.judge.reject_truncated
         assert "{question}" in cfg.paraphrase.prompt and "{gold}" in cfg.paraphrase.prompt
         assert "```python" in cfg.paraphrase.prompt
+
+
+def test_cli_seeds_flag_sets_the_seed_list(capsys):
+    from flows.cli import main
+
+    assert main(["validate", str(ROOT / "configs/quickstart.yaml"), "--set", "training.seed=5", "--seeds", "3"]) == 0
+    assert json.loads(capsys.readouterr().out)["seeds"] == [5, 6, 7]
+    assert main(["validate", str(ROOT / "configs/quickstart.yaml"), "--seeds", "0"]) == 2
+    assert "--seeds 0" in capsys.readouterr().err

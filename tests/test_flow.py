@@ -84,6 +84,10 @@ def test_whole_flow_caches_and_tracks(tmp_path, mirror):
         50 * sum(results["base"]["general"][f"{t}/acc"] - results["s3ft"]["general"][f"{t}/acc"]
                  for t in ("truthfulqa_mc1", "truthfulqa_mc2")))
     assert "General benchmarks" in log
+    # The familiarity diagnostic scored every target of both arms under the base model.
+    fam = json.loads(Path(_stage(first, "familiarity")["path"]).read_text())
+    assert {s: v["n"] for s, v in fam["s3ft"].items() if v["n"]} == {s: n for s, n in counts.items() if n}
+    assert fam["sft"]["gold"]["n"] == 6 and results["sft"]["familiarity"]["gold"] == fam["sft"]["gold"]["mean_logprob"]
 
     # MLflow holds the parent run, nested stage and arm runs, metrics and artifacts.
     import mlflow
@@ -101,6 +105,7 @@ def test_whole_flow_caches_and_tracks(tmp_path, mirror):
     assert {"targets.jsonl", "verdicts.jsonl", "adapter"} <= names
     assert arms["s3ft"].data.metrics["general/avg_drop"] == pytest.approx(results["s3ft"]["drops"]["general/avg_drop"])
     assert "truthfulqa_mc2/acc" in arms["base"].data.metrics
+    assert arms["sft"].data.metrics["familiarity/gold"] == pytest.approx(results["sft"]["familiarity"]["gold"])
 
     # Identical re-run: everything from the cache, nothing generated.
     second, log2 = _run(tmp_path, [])
@@ -114,5 +119,17 @@ def test_whole_flow_caches_and_tracks(tmp_path, mirror):
     recomputed = {s["stage"] for s in third["stages"] if not s["cached"]}
     assert recomputed == {"train:sft", "train:s3ft", "merge:sft", "merge:s3ft", "generate:test:sft",
                           "generate:test:s3ft", "judge:test:sft", "judge:test:s3ft", "benchmark:sft",
-                          "benchmark:s3ft"}
+                          "benchmark:s3ft"}  # familiarity depends on targets only: a cache hit
     assert third["generations_performed"] == 2 * 4  # only the two arms' test answers
+
+    # Two training seeds: seed 0 is the first run's training (cache hits), only seed 1 trains and evaluates.
+    fourth, log4 = _run(tmp_path, ["seeds=[0, 1]"])
+    recomputed = {s["stage"] for s in fourth["stages"] if not s["cached"]}
+    assert recomputed == {f"{stage}:{arm}:seed1" for stage in ("train", "merge", "generate:test", "judge:test",
+                                                               "benchmark") for arm in ("sft", "s3ft")}
+    r4 = {r["arm"]: r for r in fourth["results"]}
+    accs = [s["accuracy"] for s in r4["s3ft"]["seeds"]]
+    assert [s["seed"] for s in r4["s3ft"]["seeds"]] == [0, 1] and accs[0] == results["s3ft"]["accuracy"]
+    assert r4["s3ft"]["accuracy"] == pytest.approx(sum(accs) / 2)
+    assert "x 2 seeds" in log4
+

@@ -117,10 +117,12 @@ def run_experiment(cfg: ExperimentConfig, run: StageRunner) -> list[ArmResult]:
             adapter = run(f"train:{tag}", train, model=model, targets=targets, lora=cfg.lora,
                           settings=cfg.training.model_copy(update={"seed": seed}), store=store)
             merged = run(f"merge:{tag}", merge, model=model, adapter=adapter, dtype=cfg.model.dtype, store=store)
-            _, verdicts = _answer_and_judge(run, cfg, f"test:{tag}", merged, f"{cfg.model.ref}+{tag}", test,
-                                            cfg.evaluation.max_new_tokens)
+            # The model's name is the arm and its training seed, whatever the run's seed count, so a
+            # single-seed run's answers are the seed-list run's answers for that seed (cache hits).
+            name = f"{cfg.model.ref}+{arm}:seed{seed}"
+            _, verdicts = _answer_and_judge(run, cfg, f"test:{tag}", merged, name, test, cfg.evaluation.max_new_tokens)
             release_backends()
-            s = score(f"{cfg.model.ref}+{tag}", "test", verdicts)
+            s = score(name, "test", verdicts)
             per_seed.append(SeedResult(seed=seed, accuracy=s.metrics["accuracy"], stderr=s.stderr["accuracy"],
                                        n=s.n, train=dict(adapter.counts),
                                        general=_benchmarks(run, cfg, tag, model, adapter, bench_data)))

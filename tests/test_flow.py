@@ -125,8 +125,11 @@ def test_whole_flow_caches_and_tracks(tmp_path, mirror):
     # Two training seeds: seed 0 is the first run's training (cache hits), only seed 1 trains and evaluates.
     fourth, log4 = _run(tmp_path, ["seeds=[0, 1]"])
     recomputed = {s["stage"] for s in fourth["stages"] if not s["cached"]}
-    assert recomputed == {f"{stage}:{arm}:seed1" for stage in ("train", "merge", "generate:test", "judge:test",
-                                                               "benchmark") for arm in ("sft", "s3ft")}
+    seed1 = {f"{stage}:{arm}:seed1" for stage in ("train", "merge", "generate:test", "judge:test", "benchmark")
+             for arm in ("sft", "s3ft")}
+    if _stage(fourth, "train:s3ft:seed1")["sha256"] == _stage(fourth, "train:sft:seed1")["sha256"]:
+        seed1 -= {"merge:s3ft:seed1", "benchmark:s3ft:seed1"}  # equal adapters (all-gold targets) share these
+    assert recomputed == seed1
     r4 = {r["arm"]: r for r in fourth["results"]}
     accs = [s["accuracy"] for s in r4["s3ft"]["seeds"]]
     assert [s["seed"] for s in r4["s3ft"]["seeds"]] == [0, 1] and accs[0] == results["s3ft"]["accuracy"]

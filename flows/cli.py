@@ -62,6 +62,12 @@ def _parser() -> argparse.ArgumentParser:
                        help="override a config value, e.g. --set training.learning_rate=1e-4 (repeatable)")
         c.add_argument("--seeds", type=int, metavar="N", help="train each arm with N seeds (training.seed, +1, ...) "
                        "and report mean ± stderr across seeds; generations are shared")
+    c = sub.add_parser("judge-check", help="agreement of the QA judge (normalized match, then LLM) with "
+                       "the labelled cases in tests/data/qa_judge_cases.jsonl")
+    c.add_argument("config", type=Path, help="config naming the judge model, e.g. configs/nq_quickstart.yaml")
+    c.add_argument("--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE")
+    c.add_argument("--cases", type=Path, default=None, help="a JSONL of labelled cases (default: the tests' set)")
+    c.set_defaults(seeds=None)
     return p
 
 
@@ -82,6 +88,12 @@ def main(argv: list[str] | None = None) -> int:
         return 0
     prepare_environment(cfg)
     reexec_with_preload(list(sys.argv[1:] if argv is None else argv))
+    if args.command == "judge-check":
+        from tasks.judge_check import DEFAULT_CASES, run_check
+
+        report = run_check(cfg, args.cases or DEFAULT_CASES)
+        print(json.dumps(report, indent=1))
+        return 0
     from flows.experiment import experiment  # Prefect reads its settings at import
 
     from tasks.judge import JudgeStageError

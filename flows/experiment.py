@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import json
 import time
+from collections import Counter
 from pathlib import Path
 from typing import Any
 
@@ -23,6 +24,7 @@ from tasks.evaluate import merge, score
 from tasks.familiarity import familiarity
 from tasks.generate import generate
 from tasks.judge import judge
+from tasks.llm_judge import llm_judge_merge, llm_judge_prompts
 from tasks.paraphrase import paraphrase_prompts
 from tasks.prepare import load_split, model_fingerprint, prepare_model, source_fingerprint
 from tasks.records import Artifact
@@ -34,8 +36,13 @@ from tasks.tracking import Tracker
 
 
 def _answer_and_judge(run: StageRunner, cfg: ExperimentConfig, label: str, model: Artifact, model_ref: str,
-                      examples: Artifact, max_new_tokens: int, min_length_ratio: float = 0.0) -> tuple[Artifact, Artifact]:
-    """Generate with one model on one set of examples and judge the answers."""
+                      examples: Artifact, max_new_tokens: int, min_length_ratio: float = 0.0,
+                      judge_model: tuple[Artifact, str] | None = None) -> tuple[Artifact, Artifact]:
+    """Generate with one model on one set of examples and judge the answers.
+
+    A two-stage judge (QA) hands the answers its first stage did not accept to `judge_model`
+    (artifact, reference): prompts, generation on the same backend, and the merged verdicts.
+    """
     store = str(cfg.output_path() / "store")
     gens = run(f"generate:{label}", generate, files=("generations.jsonl",), model=model, model_ref=model_ref,
                dtype=cfg.model.dtype, examples=examples, settings=cfg.generation,
@@ -45,7 +52,34 @@ def _answer_and_judge(run: StageRunner, cfg: ExperimentConfig, label: str, model
                    judge_name=j.name, judge_version=j.version,
                    max_error_fraction=cfg.judge.max_error_fraction, store=store, min_length_ratio=min_length_ratio,
                    reject_truncated=cfg.judge.reject_truncated)
+    if judge_model is not None:
+        llm = cfg.judge.llm
+        prompts = run(f"llm_judge_prompts:{label}", llm_judge_prompts, files=("examples.jsonl",), examples=examples,
+                      generations=gens, verdicts=verdicts, template=llm.prompt, system_prompt=llm.system_prompt,
+                      store=store)
+        replies = run(f"generate:judge:{label}", generate, files=("generations.jsonl",), model=judge_model[0],
+                      model_ref=judge_model[1], dtype=cfg.model.dtype, examples=prompts,
+                      settings=cfg.generation.model_copy(update={"temperature": 0.0}),
+                      max_new_tokens=llm.max_new_tokens, store=store)
+        verdicts = run(f"llm_judge_merge:{label}", llm_judge_merge, files=("verdicts.jsonl",), verdicts=verdicts,
+                       replies=replies, max_error_fraction=cfg.judge.max_error_fraction, store=store)
     return gens, verdicts
+
+
+def judge_stages(verdicts: Artifact) -> dict[str, int]:
+    """How many of a judging's verdicts each judge stage made (empty for one-stage judges)."""
+    return {k: int(v) for k, v in verdicts.counts.items() if k.startswith("by_") or k == "llm_unparseable"}
+
+
+def _judge_model(run: StageRunner, cfg: ExperimentConfig, model: Artifact) -> tuple[Artifact, str] | None:
+    """The LLM judge's model when the task's judge has an LLM stage and it is enabled, else None."""
+    if not (getattr(get_judge(cfg.judge.name), "llm_stage", False) and cfg.judge.llm.enabled):
+        return None
+    ref = cfg.judge.llm.model or cfg.model.ref
+    if ref == cfg.model.ref:
+        return model, ref
+    return run("prepare_model:judge", prepare_model, ref=ref, fingerprint=model_fingerprint(ref),
+               store=str(cfg.output_path() / "store")), ref
 
 
 def _paraphrase_ids(cfg: ExperimentConfig, train: Artifact, own: Artifact | None,
@@ -77,22 +111,25 @@ def run_experiment(cfg: ExperimentConfig, run: StageRunner) -> list[ArmResult]:
                             split=split, size=size, source_hash=source_fingerprint(cfg.data, split), store=store)
     train_examples, test = splits["train"], splits["test"]
     trained_arms = [a for a in cfg.arms if a != "base"]
+    judge_model = _judge_model(run, cfg, model)
 
     # 1-4: the base model answers, is judged, and paraphrases gold where a strategy asks for it.
     own = own_v = para = para_v = None
     if any(get_strategy(a).needs_generation for a in trained_arms):
         own, own_v = _answer_and_judge(run, cfg, "train", model, cfg.model.ref, train_examples,
-                                       cfg.generation.max_new_tokens)
+                                       cfg.generation.max_new_tokens, judge_model=judge_model)
     ids = _paraphrase_ids(cfg, train_examples, own, own_v)
     if ids:
         prompts = run("paraphrase_prompts", paraphrase_prompts, files=("examples.jsonl",), examples=train_examples,
                       example_ids=ids, template=cfg.paraphrase.prompt, system_prompt=cfg.data.system_prompt,
                       store=store)
         para, para_v = _answer_and_judge(run, cfg, "paraphrase", model, cfg.model.ref, prompts,
-                                         cfg.paraphrase.max_new_tokens, cfg.paraphrase.min_length_ratio)
+                                         cfg.paraphrase.max_new_tokens, cfg.paraphrase.min_length_ratio,
+                                         judge_model=judge_model)
     # Base evaluation while the base engine is still up.
     results: list[ArmResult] = []
-    _, base_v = _answer_and_judge(run, cfg, "test:base", model, cfg.model.ref, test, cfg.evaluation.max_new_tokens)
+    _, base_v = _answer_and_judge(run, cfg, "test:base", model, cfg.model.ref, test, cfg.evaluation.max_new_tokens,
+                                  judge_model=judge_model)
     base_scores = score(cfg.model.ref, "test", base_v)
     release_backends()
     bench_data = None
@@ -101,7 +138,7 @@ def run_experiment(cfg: ExperimentConfig, run: StageRunner) -> list[ArmResult]:
         bench_data = run("benchmark_data", benchmark_data, mirror=str(mirror), files_hash=mirror_hash(mirror),
                          store=store)
     results.append(ArmResult(arm="base", accuracy=base_scores.metrics["accuracy"],
-                             stderr=base_scores.stderr["accuracy"], n=base_scores.n,
+                             stderr=base_scores.stderr["accuracy"], n=base_scores.n, judged=judge_stages(base_v),
                              general=_benchmarks(run, cfg, "base", model, None, bench_data)))
 
     # 5-6: per arm, targets -> LoRA adapter -> merged model -> test answers.
@@ -112,6 +149,7 @@ def run_experiment(cfg: ExperimentConfig, run: StageRunner) -> list[ArmResult]:
                       own_verdicts=own_v, paraphrases=para, paraphrase_verdicts=para_v, store=store)
         counts = {k: int(targets.counts.get(k, 0)) for k in ("self", "paraphrase", "gold")}
         per_seed: list[SeedResult] = []
+        judged: Counter[str] = Counter()
         for seed in seeds:  # generation, judging and paraphrasing above are shared by every seed
             tag = arm if len(seeds) == 1 else f"{arm}:seed{seed}"
             adapter = run(f"train:{tag}", train, model=model, targets=targets, lora=cfg.lora,
@@ -120,13 +158,16 @@ def run_experiment(cfg: ExperimentConfig, run: StageRunner) -> list[ArmResult]:
             # The model's name is the arm and its training seed, whatever the run's seed count, so a
             # single-seed run's answers are the seed-list run's answers for that seed (cache hits).
             name = f"{cfg.model.ref}+{arm}:seed{seed}"
-            _, verdicts = _answer_and_judge(run, cfg, f"test:{tag}", merged, name, test, cfg.evaluation.max_new_tokens)
+            _, verdicts = _answer_and_judge(run, cfg, f"test:{tag}", merged, name, test, cfg.evaluation.max_new_tokens,
+                                            judge_model=judge_model)
             release_backends()
+            judged.update(judge_stages(verdicts))
             s = score(name, "test", verdicts)
             per_seed.append(SeedResult(seed=seed, accuracy=s.metrics["accuracy"], stderr=s.stderr["accuracy"],
                                        n=s.n, train=dict(adapter.counts),
                                        general=_benchmarks(run, cfg, tag, model, adapter, bench_data)))
         results.append(aggregate_seeds(arm, per_seed, counts))
+        results[-1].judged = dict(judged)
         results[-1].drops = general_drops(results[0].general, results[-1].general)
         logged.append((arm, results[-1], targets, adapter, verdicts))
     if cfg.diagnostics.familiarity and logged:
@@ -154,6 +195,7 @@ def _log_arm(run: StageRunner, cfg: ExperimentConfig, arm: str, result: ArmResul
     metrics.update({k: v for k, v in result.general.items() if v == v})  # mmlu/acc, ... (NaN stderr left out)
     metrics.update(result.drops)  # mmlu/drop, ..., general/avg_drop
     metrics.update({f"familiarity/{s}": v for s, v in result.familiarity.items()})
+    metrics.update({f"judge/{k}": v for k, v in result.judged.items()})  # judge/by_llm, judge/llm_unparseable
     for sr in result.seeds:  # several training seeds: each one's score next to the mean
         metrics[f"seed{sr.seed}/indomain_accuracy"] = sr.accuracy
         metrics.update({f"seed{sr.seed}/{k}": v for k, v in sr.general.items() if k.endswith("/acc")})

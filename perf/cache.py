@@ -44,7 +44,8 @@ def main() -> None:
         wall, summary = run(a.config, a.output_dir, a.overrides + extra)
         recomputed = [s["stage"] for s in summary["stages"] if not s["cached"]]
         non_eval = sum(s["counts"].get("generations", 0) for s in summary["stages"]
-                       if not s["cached"] and s["stage"].startswith("generate:") and not s["stage"].startswith("generate:test"))
+                       if not s["cached"] and s["stage"].startswith("generate:")
+                       and "test" not in s["stage"].split(":"))  # generate:test:<arm>, generate:judge:test:<arm>
         rows.append((label, wall, summary["generations_performed"], non_eval, len(recomputed)))
     first = rows[0][1]
     print(f"{'run':34} {'wall s':>8} {'vs first':>9} {'generations':>12} {'outside eval':>13} {'stages run':>11}")

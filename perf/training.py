@@ -16,6 +16,7 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
+from perf.common import print_table  # noqa: E402
 from tasks.config import LoraSettings, TrainingSettings  # noqa: E402
 from tasks.prepare import materialize_model  # noqa: E402
 from tasks.records import Target  # noqa: E402
@@ -76,13 +77,10 @@ def main() -> None:
                                                                    Path(tmp))["seconds"])
         times["plain PEFT loop"].append(plain_peft_loop(model_dir, targets, lora, settings))
     base = min(times["plain PEFT loop"])
-    print(f"\nLoRA training, {len(targets)} GSM8K gold targets ({tokens} tokens), batch {a.batch_size}, "
-          f"{os.cpu_count()} cores; best of {a.repeats}\n")
-    print("| loop | seconds | tokens/s | time vs plain PEFT |")
-    print("|---|---|---|---|")
-    for name, ts in times.items():
-        print(f"| {name} | {min(ts):.1f} | {tokens / min(ts):.0f} | {min(ts) / base:.2f}x |")
-
+    print_table(f"LoRA training, {len(targets)} GSM8K gold targets ({tokens} tokens), batch {a.batch_size}, "
+                f"{os.cpu_count()} cores; best of {a.repeats}", ["loop", "seconds", "tokens/s", "time vs plain PEFT"],
+                [[name, f"{min(ts):.1f}", f"{tokens / min(ts):.0f}", f"{min(ts) / base:.2f}x"]
+                 for name, ts in times.items()])
 
 if __name__ == "__main__":
     main()

@@ -19,7 +19,7 @@ STAGE_VERSIONS: dict[str, str] = {
     "prepare_model": "1",
     "load_examples": "1",
     "generate": "1",
-    "judge": "2",
+    "judge": "3",  # 3: verdicts say which judge stage decided (decided_by)
     "paraphrase_prompts": "1",
     "targets": "1",
     "train": "1",
@@ -27,6 +27,8 @@ STAGE_VERSIONS: dict[str, str] = {
     "benchmark_data": "1",
     "benchmark": "1",
     "familiarity": "1",
+    "llm_judge_prompts": "1",
+    "llm_judge_merge": "1",
 }
 
 # Parameters that locate outputs rather than define them.

@@ -95,6 +95,42 @@ class ParaphraseSettings(Section):
         return v
 
 
+# Strict and short: the judge model's first word decides; a reply that is neither word is counted
+# as unparseable, never guessed.
+DEFAULT_LLM_JUDGE_PROMPT = (
+    "You are grading a student's answer to a question. Decide only whether the student's answer states "
+    "the same answer as one of the correct answers. Ignore wording, but a vague, partial, hedged "
+    "(several different answers offered) or different answer is wrong.\n\n"
+    "Question: {question}\n"
+    "Correct answer(s): {answers}\n"
+    "Student's answer: {candidate}\n\n"
+    "Is the student's answer correct? Reply with exactly one word: yes or no."
+)
+
+
+class LlmJudgeSettings(Section):
+    """Stage 2 of a two-stage judge (QA): an LLM decides the answers the normalized match did not accept."""
+
+    enabled: bool = True
+    """false = the normalized match alone decides (every answer without a gold alias is incorrect)."""
+    model: str | None = None
+    """The judge model (same forms as model.ref); null = the experiment's base model. It judges every
+    arm's answers, so it is never the model being evaluated after training."""
+    prompt: str = DEFAULT_LLM_JUDGE_PROMPT
+    """Template with {question}, {answers} (the gold aliases) and {candidate}; asks for yes or no."""
+    max_new_tokens: int = Field(default=12, gt=0)
+    """Room for a one-word reply or a short "the answer is (not) correct"."""
+    system_prompt: str | None = None
+
+    @field_validator("prompt")
+    @classmethod
+    def _has_fields(cls, v: str) -> str:
+        for field in ("{question}", "{answers}", "{candidate}"):
+            if field not in v:
+                raise ValueError(f"the template must contain {field}")
+        return v
+
+
 class JudgeSettings(Section):
     name: str = "math"
     """Judge by name (see `judges`)."""
@@ -103,6 +139,8 @@ class JudgeSettings(Section):
     reject_truncated: bool = True
     """An answer cut off at max_new_tokens is incorrect (it never stated its final answer), even when
     its last number happens to match; it is never trained on as a self or paraphrase target."""
+    llm: LlmJudgeSettings = Field(default_factory=LlmJudgeSettings)
+    """For judges with an LLM stage (`qa`); ignored by the others."""
 
 
 class LoraSettings(Section):

@@ -65,6 +65,14 @@ def outcome_counts(verdicts: list[Verdict]) -> dict[str, int]:
     return {k: counts.get(k, 0) for k in ("correct", "incorrect", "error")}
 
 
+def stage_counts(verdicts: list[Verdict]) -> dict[str, int]:
+    """How many verdicts each judge stage made, and how many LLM replies were unparseable."""
+    by = Counter(v.decided_by or "precheck" for v in verdicts)
+    unparseable = sum(v.decided_by == "llm" and v.reason.startswith("unparseable") for v in verdicts)
+    return {"by_normalized": by.get("normalized", 0), "by_llm": by.get("llm", 0),
+            "by_precheck": by.get("precheck", 0), "llm_unparseable": unparseable}
+
+
 @stage("judge")
 def judge(examples: Artifact, generations: Artifact, judge_name: str, judge_version: str,
           max_error_fraction: float, store: str, min_length_ratio: float = 0.0,
@@ -85,4 +93,5 @@ def judge(examples: Artifact, generations: Artifact, judge_name: str, judge_vers
         raise JudgeStageError(f"{counts['error']} of {len(verdicts)} verdicts are judge errors (> "
                               f"judge.max_error_fraction={max_error_fraction}); see {path}. Fix the judge's "
                               f"environment, or raise the threshold knowingly")
-    return artifact_for(path, n=len(verdicts), too_short=short, truncated=cut, **counts)
+    stages = stage_counts(verdicts) if any(v.decided_by for v in verdicts) else {}  # two-stage judges
+    return artifact_for(path, n=len(verdicts), too_short=short, truncated=cut, **counts, **stages)

@@ -44,6 +44,8 @@ class Verdict(Record):
     reason: str = ""
     judge: str
     judge_version: str
+    decided_by: str | None = None
+    """Which stage of a multi-stage judge decided (QA: `normalized` or `llm`); None for one-stage judges."""
 
 
 TargetSource = Literal["self", "paraphrase", "gold"]

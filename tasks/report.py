@@ -33,6 +33,9 @@ class ArmResult(BaseModel):
     """Points lost versus base per benchmark (`mmlu/drop`) and their mean (`general/avg_drop`)."""
     familiarity: dict[str, float] = Field(default_factory=dict)
     """Mean per-token log-prob of this arm's targets under the base model, by source (self/paraphrase/gold)."""
+    judged: dict[str, int] = Field(default_factory=dict)
+    """Test verdicts made by each stage of a two-stage judge (QA): by_normalized, by_llm, by_precheck,
+    llm_unparseable; summed over seeds. Empty for one-stage judges."""
     seeds: list[SeedResult] = Field(default_factory=list)
     """Per training seed, when an arm was trained with several: the scores above are their mean, and
     the stderrs the spread across seeds (std / sqrt(k))."""
@@ -114,6 +117,13 @@ def markdown_table(task: str, results: list[ArmResult]) -> str:
             drops = [f"{r.drops[f'{n}/drop']:+.1f}" if f"{n}/drop" in r.drops else "" for n in names]
             avg = f"{r.drops['general/avg_drop']:+.1f}" if "general/avg_drop" in r.drops else ""
             lines.append(f"| {r.arm} | " + " | ".join(scores) + " | " + " | ".join(drops) + f" | {avg} |")
+    judged = [r for r in results if r.judged]
+    if judged:
+        lines += ["", "### Judge: test verdicts decided by each stage (normalized match, then LLM judge)", "",
+                  "| arm | normalized | llm | precheck | llm unparseable |", "|---|---:|---:|---:|---:|"]
+        for r in judged:
+            cells = [str(r.judged.get(k, 0)) for k in ("by_normalized", "by_llm", "by_precheck", "llm_unparseable")]
+            lines.append(f"| {r.arm} | " + " | ".join(cells) + " |")
     familiar = [r for r in results if r.familiarity]
     if familiar:
         lines += ["", "### Familiarity: mean per-token log-prob of the training targets under the base model "

@@ -56,7 +56,7 @@ def test_quickstart_meets_the_acceptance_sizes():
     assert cfg.arms == ["base", "sft", "s3ft"]
 
 
-@pytest.mark.parametrize("name, judge", [("gsm8k", "math"), ("mbpp", "code")])
+@pytest.mark.parametrize("name, judge", [("gsm8k", "math"), ("mbpp", "code"), ("nq", "qa")])
 def test_paper_scale_configs_validate(name, judge):
     cfg = load_config(ROOT / f"configs/{name}.yaml")
     assert (cfg.data.task, cfg.judge.name) == (name, judge)
@@ -94,3 +94,12 @@ def test_cli_seeds_flag_sets_the_seed_list(capsys):
     assert json.loads(capsys.readouterr().out)["seeds"] == [5, 6, 7]
     assert main(["validate", str(ROOT / "configs/quickstart.yaml"), "--seeds", "0"]) == 2
     assert "--seeds 0" in capsys.readouterr().err
+
+
+def test_nq_configs_use_the_two_stage_judge():
+    for name in ("nq", "nq_quickstart"):
+        cfg = load_config(ROOT / f"configs/{name}.yaml")
+        assert (cfg.data.task, cfg.judge.name) == ("nq", "qa") and cfg.judge.llm.enabled
+        assert cfg.judge.llm.model is None  # the base model judges, as in the paper
+    with pytest.raises(ConfigError, match="judge.llm.prompt"):
+        load_config(ROOT / "configs/nq_quickstart.yaml", ["judge.llm.prompt=Is {candidate} right?"])

@@ -21,12 +21,12 @@ TINY = ["name=tiny", "data.train_size=6", "data.test_size=4", "generation.max_ne
         "benchmarks.tasks=[truthfulqa_mc1, truthfulqa_mc2]", "benchmarks.truthfulqa_limit=2"]
 
 
-def _run(out: Path, extra: list[str]) -> tuple[dict, str]:
+def _run(out: Path, extra: list[str], config: str = "configs/quickstart.yaml",
+         tiny: list[str] = TINY) -> tuple[dict, str]:
     env = dict(os.environ, PREFECT_HOME=str(out / "prefect-home"), PYTHONUNBUFFERED="1")
     env.pop("MLFLOW_TRACKING_URI", None)
-    args = [sys.executable, "-m", "flows.cli", "run", str(ROOT / "configs/quickstart.yaml"),
-            "--set", f"output_dir={out}"]
-    for item in TINY + extra:
+    args = [sys.executable, "-m", "flows.cli", "run", str(ROOT / config), "--set", f"output_dir={out}"]
+    for item in tiny + extra:
         args += ["--set", item]
     proc = subprocess.run(args, capture_output=True, text=True, cwd=ROOT, env=env, timeout=1500)
     assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-5000:]
@@ -136,3 +136,37 @@ def test_whole_flow_caches_and_tracks(tmp_path, mirror):
     assert r4["s3ft"]["accuracy"] == pytest.approx(sum(accs) / 2)
     assert "x 2 seeds" in log4
 
+
+
+TINY_NQ = ["name=tiny-nq", "data.train_size=4", "data.test_size=3", "training.max_steps=2", "training.batch_size=2",
+           "tracking.experiment=s3ft-test-nq", "arms=[base, s3ft]", "benchmarks.tasks=[]",
+           "judge.max_error_fraction=0.5"]
+
+
+@pytest.mark.slow
+def test_nq_flow_runs_the_llm_judge_stage(tmp_path, mirror):
+    """Reading comprehension end to end: every answer the normalized match does not accept is judged
+    by the LLM through the generation stage, and the verdicts say which stage decided."""
+    first, log = _run(tmp_path, [], "configs/nq_quickstart.yaml", TINY_NQ)
+    labels = [s["stage"] for s in first["stages"]]
+    for label in ("train", "test:base", "test:s3ft"):
+        assert {f"judge:{label}", f"llm_judge_prompts:{label}", f"generate:judge:{label}",
+                f"llm_judge_merge:{label}"} <= set(labels), label
+        stage1 = read_jsonl(Path(_stage(first, f"judge:{label}")["path"]), Verdict)
+        final = read_jsonl(Path(_stage(first, f"llm_judge_merge:{label}")["path"]), Verdict)
+        asked = _stage(first, f"llm_judge_prompts:{label}")["counts"]["n"]
+        deferred = [v for v in stage1 if v.decided_by == "normalized" and v.reason == "no gold alias in the answer"]
+        assert asked == len(deferred)
+        assert sum(v.decided_by == "llm" for v in final) == asked  # each deferred answer got an LLM decision
+        kept = {v.example_id: v for v in stage1 if v not in deferred}
+        assert all(kept[v.example_id] == v for v in final if v.example_id in kept)  # the rest are unchanged
+        replies = read_jsonl(Path(_stage(first, f"generate:judge:{label}")["path"]), Generation)
+        assert all(r.model_ref == "bundled:smollm2-135m-instruct" for r in replies)  # the base model judges
+    results = {r["arm"]: r for r in first["results"]}
+    counts = _stage(first, "llm_judge_merge:test:s3ft")["counts"]
+    assert results["s3ft"]["judged"]["by_llm"] == counts["by_llm"]
+    assert sum(results["base"]["judged"].get(k, 0) for k in ("by_normalized", "by_llm", "by_precheck")) == 3
+    assert "### Judge: test verdicts decided by each stage" in log
+
+    again, _ = _run(tmp_path, [], "configs/nq_quickstart.yaml", TINY_NQ)
+    assert again["generations_performed"] == 0 and all(s["cached"] for s in again["stages"])

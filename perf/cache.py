@@ -14,6 +14,9 @@ import time
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT))
+
+from perf.common import print_table  # noqa: E402
 
 
 def run(config: str, out: Path, overrides: list[str]) -> tuple[float, dict]:
@@ -46,12 +49,14 @@ def main() -> None:
         non_eval = sum(s["counts"].get("generations", 0) for s in summary["stages"]
                        if not s["cached"] and s["stage"].startswith("generate:")
                        and "test" not in s["stage"].split(":"))  # generate:test:<arm>, generate:judge:test:<arm>
-        rows.append((label, wall, summary["generations_performed"], non_eval, len(recomputed)))
+        rows.append((label, wall, int(summary["generations_performed"]), int(non_eval), len(recomputed),
+                     summary["wall_seconds"]))
     first = rows[0][1]
-    print(f"{'run':34} {'wall s':>8} {'vs first':>9} {'generations':>12} {'outside eval':>13} {'stages run':>11}")
-    for label, wall, gens, non_eval, n in rows:
-        print(f"{label:34} {wall:8.1f} {wall / first:9.3f} {gens:12d} {non_eval:13d} {n:11d}")
-
+    print_table(f"cache reuse, {a.config} {' '.join(a.overrides)}",
+                ["run", "wall s (process)", "vs first", "flow wall s", "generations", "outside evaluation",
+                 "stages run"],
+                [[label, f"{wall:.1f}", f"{wall / first:.3f}", f"{flow:.1f}", str(gens), str(non_eval), str(n)]
+                 for label, wall, gens, non_eval, n, flow in rows])
 
 if __name__ == "__main__":
     main()

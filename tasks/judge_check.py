@@ -65,11 +65,13 @@ def full_judge(examples: list[Example], gens: list[Generation], cfg: ExperimentC
 
 def run_check(cfg: ExperimentConfig, cases: Path = DEFAULT_CASES) -> dict[str, Any]:
     from tasks.backends import release_backends
+    from tasks.cache import stage_dir
     from tasks.prepare import materialize_model, model_fingerprint
 
     examples, gens, rows = load_cases(cases)
     ref = cfg.judge.llm.model or cfg.model.ref
-    out = cfg.output_path() / "store" / "judge_check" / model_fingerprint(ref)[:16]
+    # The folder the flow's prepare_model stage uses for this model: a converted model is reused, not redone.
+    out = stage_dir(cfg.output_path() / "store", "prepare_model", {"ref": ref, "fingerprint": model_fingerprint(ref)})
     model_dir = materialize_model(ref, out)
     try:
         full = full_judge(examples, gens, cfg, model_dir, ref)

@@ -15,6 +15,7 @@ from judges import get_judge
 from judges.qa import aliases, llm_verdict
 from tasks.cache import stage_dir
 from tasks.judge import JudgeStageError, outcome_counts, stage_counts
+from tasks.paraphrase import question_text
 from tasks.records import Artifact, Example, Generation, Verdict, artifact_for, read_jsonl, write_jsonl
 from tasks.sources import chat
 from tasks.stage import run_logger, stage
@@ -23,9 +24,7 @@ from tasks.stage import run_logger, stage
 def question_of(example: Example) -> str:
     """The bare question (without passage) an example asks: `meta.question`, else its last user message."""
     q = example.meta.get("question")
-    if isinstance(q, str) and q.strip():
-        return q.strip()
-    return next(m["content"] for m in reversed(example.prompt_messages) if m["role"] == "user")
+    return q.strip() if isinstance(q, str) and q.strip() else question_text(example)
 
 
 def judge_prompts(examples: list[Example], generations: list[Generation], verdicts: list[Verdict],

@@ -8,13 +8,39 @@ import sys
 from pathlib import Path
 
 from tasks.config import ConfigError, ExperimentConfig, load_config
+from tasks.errors import InputError
 from tasks.models import BUNDLED_PREFIX, ModelError, local_model_dir
+
+
+def check_output_dir(cfg: ExperimentConfig) -> None:
+    """Fail before any work when output_dir cannot hold run folders, the stage store or the MLflow db."""
+    out = cfg.output_path()
+    try:
+        out.mkdir(parents=True, exist_ok=True)
+        probe = out / f".write-probe-{os.getpid()}"
+        probe.write_text("ok")
+        probe.unlink()
+    except OSError as err:
+        raise ConfigError(f"output_dir {out}: not writable ({err.strerror or err}). Fix: point output_dir "
+                          f"(--set output_dir=PATH) at a folder you can write to") from None
+
+
+def check_model_ref(ref: str) -> None:
+    """A local or bundled model reference must exist before the flow starts (hub ids are resolved later)."""
+    if ref.startswith(BUNDLED_PREFIX):
+        from tasks.models import bundled_gguf
+
+        bundled_gguf(ref.removeprefix(BUNDLED_PREFIX))
+    elif Path(ref).expanduser().exists() or ref.startswith((".", "/", "~")):
+        if not Path(ref).expanduser().is_dir():
+            raise ModelError(f"model.ref {ref!r}: no such folder. Fix: point model.ref at a transformers model "
+                             f"folder, a hub id, or bundled:smollm2-135m-instruct")
+        local_model_dir(ref)  # raises when the folder holds no config.json
 
 
 def prepare_environment(cfg: ExperimentConfig) -> None:
     """Defaults that make Prefect and the stack work offline on a small machine (env wins if set)."""
     out = cfg.output_path()
-    out.mkdir(parents=True, exist_ok=True)
     defaults = {
         # Stage results persist next to the stage store, so a second run finds its cache records.
         "PREFECT_RESULTS_LOCAL_STORAGE_PATH": str(out / "prefect-results"),
@@ -71,6 +97,13 @@ def _parser() -> argparse.ArgumentParser:
     return p
 
 
+def fail(err: InputError) -> int:
+    """One line per problem on stderr; exit code 2 for a bad command line or config, 1 for the rest."""
+    for line in str(err).splitlines():
+        print(f"s3ft: error: {line}", file=sys.stderr)
+    return 2 if isinstance(err, ConfigError) else 1
+
+
 def main(argv: list[str] | None = None) -> int:
     args = _parser().parse_args(argv)
     try:
@@ -80,30 +113,28 @@ def main(argv: list[str] | None = None) -> int:
             first = load_config(args.config, args.overrides).training.seed
             args.overrides.append(f"seeds={list(range(first, first + args.seeds))}")
         cfg = load_config(args.config, args.overrides)
-    except ConfigError as err:
-        print(f"s3ft: {err}", file=sys.stderr)
-        return 2
-    if args.command == "validate":
-        print(json.dumps(cfg.model_dump(mode="json"), indent=1))
-        return 0
+        if args.command == "validate":
+            print(json.dumps(cfg.model_dump(mode="json"), indent=1))
+            return 0
+        check_output_dir(cfg)
+        for ref in filter(None, (cfg.model.ref, cfg.judge.llm.model)):
+            check_model_ref(ref)
+    except InputError as err:
+        return fail(err)
     prepare_environment(cfg)
     reexec_with_preload(list(sys.argv[1:] if argv is None else argv))
-    if args.command == "judge-check":
-        from tasks.judge_check import DEFAULT_CASES, run_check
-
-        report = run_check(cfg, args.cases or DEFAULT_CASES)
-        print(json.dumps(report, indent=1))
-        return 0
-    from flows.experiment import experiment  # Prefect reads its settings at import
-
-    from tasks.judge import JudgeStageError
-    from tasks.sources import DataError
-
     try:
+        if args.command == "judge-check":
+            from tasks.judge_check import DEFAULT_CASES, run_check
+
+            report = run_check(cfg, args.cases or DEFAULT_CASES)
+            print(json.dumps(report, indent=1))
+            return 0
+        from flows.experiment import experiment  # Prefect reads its settings at import
+
         summary = experiment(config_path=str(args.config), overrides=args.overrides)
-    except (ModelError, DataError, JudgeStageError) as err:  # known input problems: one clear line
-        print(f"s3ft: {err}", file=sys.stderr)
-        return 1
+    except InputError as err:  # bad data, model, cache entry: one clear line; finished stages stay cached
+        return fail(err)
     print(Path(summary["report"]["markdown"]).read_text())
     print(f"generations performed: {summary['generations_performed']}; "
           f"cache hits: {sum(s['cached'] for s in summary['stages'])}/{len(summary['stages'])} stages; "

@@ -12,6 +12,8 @@ from typing import Any, Literal
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
+from tasks.errors import InputError
+
 MIRROR_ENV = "S3FT_DATA_MIRROR"
 TRACKING_ENV = "MLFLOW_TRACKING_URI"
 
@@ -66,6 +68,9 @@ class GenerationSettings(Section):
     top_p: float = Field(default=1.0, gt=0, le=1)
     seed: int = 0
     hf_batch_size: int = Field(default=16, gt=0)
+    shard_size: int = Field(default=512, gt=0)
+    """Prompts per shard. Each finished shard is written atomically, so a killed run resumes from its last
+    finished shard; within a shard the engine batches freely (bigger shards keep a GPU busier)."""
     vllm: VllmSettings = Field(default_factory=VllmSettings)
 
 
@@ -168,6 +173,9 @@ class TrainingSettings(Section):
     """bf16 mixed precision (GPU); CPU trains in fp32."""
     threads: int | None = Field(default=None, gt=0)
     """torch threads on CPU; null = all cores."""
+    save_steps: int | None = Field(default=20, gt=0)
+    """Checkpoint (LoRA weights, optimizer, RNG; a few MB) every N optimizer steps: a killed run resumes
+    from its last complete checkpoint. null = no checkpoints (a killed training starts over)."""
     launcher: Literal["local", "accelerate"] = "local"
     """`accelerate` runs training under `accelerate launch` (multi-GPU, FSDP/DeepSpeed by its config)."""
     accelerate_args: list[str] = Field(default_factory=list)
@@ -269,7 +277,7 @@ class ExperimentConfig(Section):
                 or f"sqlite:///{self.output_path() / 'mlflow.db'}")
 
 
-class ConfigError(ValueError):
+class ConfigError(InputError):
     """A config problem; the message names the field and the fix."""
 
 
@@ -296,16 +304,35 @@ def parse_override(item: str) -> tuple[str, Any]:
     return key.strip(), value
 
 
+def _spelling_fix(loc: tuple) -> str:
+    """`rename it to training.learning_rate` for a near miss, else `remove it or correct its spelling`."""
+    import difflib
+
+    section: Any = ExperimentConfig
+    for key in loc[:-1]:
+        field = getattr(section, "model_fields", {}).get(str(key))
+        if field is None or not isinstance(field.annotation, type) or not issubclass(field.annotation, BaseModel):
+            return "remove it or correct its spelling"
+        section = field.annotation
+    close = difflib.get_close_matches(str(loc[-1]), list(section.model_fields), n=1, cutoff=0.5)
+    return (f"rename it to {'.'.join(map(str, (*loc[:-1], close[0])))}" if close
+            else "remove it or correct its spelling")
+
+
 def _format_errors(err: ValidationError, source: str) -> str:
-    lines = [f"invalid config ({source}):"]
+    """One self-contained line per bad field: where, what, and the fix."""
+    lines = []
     for e in err.errors():
-        field = ".".join(str(p) for p in e["loc"]) or "(top level)"
+        field = ".".join(str(p) for p in e["loc"])
         msg = e["msg"].removeprefix("Value error, ")
+        if not field:  # a cross-field check: its message already names the field and the fix
+            lines.append(f"invalid config ({source}): {msg}")
+            continue
         if e["type"] == "extra_forbidden":
-            msg = "unknown key. Fix: remove it or correct its spelling (see tasks/config.py for the schema)"
+            msg = f"unknown key. Fix: {_spelling_fix(e['loc'])} (schema: tasks/config.py)"
         else:
             msg += f" (got {e.get('input')!r}). Fix: set a valid value for {field}"
-        lines.append(f"  {field}: {msg}")
+        lines.append(f"invalid config ({source}): {field}: {msg}")
     return "\n".join(lines)
 
 

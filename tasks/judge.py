@@ -6,11 +6,12 @@ from pathlib import Path
 
 from judges import get_judge
 from tasks.cache import stage_dir
+from tasks.errors import InputError
 from tasks.records import Artifact, Example, Generation, Verdict, artifact_for, read_jsonl, write_jsonl
 from tasks.stage import run_logger, stage
 
 
-class JudgeStageError(RuntimeError):
+class JudgeStageError(InputError):
     """Too many verdicts were judge errors: the mix of targets would be silently wrong."""
 
 

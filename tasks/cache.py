@@ -18,7 +18,7 @@ from tasks.records import Artifact, sha256_json
 STAGE_VERSIONS: dict[str, str] = {
     "prepare_model": "1",
     "load_examples": "1",
-    "generate": "1",
+    "generate": "2",  # 2: written in resumable shards
     "judge": "3",  # 3: verdicts say which judge stage decided (decided_by)
     "paraphrase_prompts": "1",
     "targets": "1",

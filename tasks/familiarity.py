@@ -12,7 +12,7 @@ import random
 from pathlib import Path
 
 from tasks.cache import stage_dir
-from tasks.records import Artifact, Target, artifact_for, read_jsonl, sha256_json
+from tasks.records import Artifact, Target, artifact_for, read_jsonl, sha256_json, write_text_atomic
 from tasks.stage import run_logger, stage
 from tasks.train import IGNORE, encode_target
 
@@ -73,7 +73,7 @@ def familiarity(model: Artifact, targets: dict[str, Artifact], max_per_source: i
     result = {arm: {s: {"mean_logprob": sum(scores[_key(t)] for t in ts) / len(ts), "n": len(ts)}
                     for s, ts in sources.items() if ts} for arm, sources in picked.items()}
     path = out / "familiarity.json"
-    path.write_text(json.dumps(result, indent=1))
+    write_text_atomic(path, json.dumps(result, indent=1))
     run_logger().info("familiarity (mean token log-prob under the base model): %s", {
         a: {s: round(v["mean_logprob"], 3) for s, v in d.items()} for a, d in result.items()})
     return artifact_for(path, scored=len(keys))

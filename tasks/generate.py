@@ -24,22 +24,54 @@ def generate_answers(model_dir: Path, model_ref: str, dtype: str, examples: list
                        n_tokens=c.n_tokens) for e, c in zip(examples, completions)]
 
 
+def shard_path(out: Path, index: int) -> Path:
+    return out / "shards" / f"shard-{index:05d}.jsonl"
+
+
+def finished_shard(path: Path, chunk: list[Example]) -> list[Generation] | None:
+    """A shard written by an earlier (killed) attempt, if it answers exactly this chunk."""
+    if not path.is_file():
+        return None
+    done = read_jsonl(path, Generation)
+    return done if [g.example_id for g in done] == [e.id for e in chunk] else None
+
+
 @stage("generate")
 def generate(model: Artifact, model_ref: str, dtype: str, examples: Artifact, settings: GenerationSettings,
              max_new_tokens: int, store: str) -> Artifact:
-    """Answer every example of `examples` with `model`; writes `generations.jsonl`."""
+    """Answer every example of `examples` with `model`; writes `generations.jsonl`.
+
+    Work goes in shards of `settings.shard_size` prompts, each written atomically under `shards/`: a run
+    killed mid-stage resumes from its last finished shard (same stage folder, same content address).
+    """
     out = stage_dir(store, "generate", {"model": model, "model_ref": model_ref, "dtype": dtype,
                                         "examples": examples, "settings": settings,
                                         "max_new_tokens": max_new_tokens})
+    log = run_logger()
     items = read_jsonl(Path(examples.path), Example)
-    start = time.perf_counter()
-    gens = generate_answers(Path(model.path), model_ref, dtype, items, settings, max_new_tokens)
-    seconds = time.perf_counter() - start
-    tokens = sum(g.n_tokens for g in gens)
+    chunks = [items[i:i + settings.shard_size] for i in range(0, len(items), settings.shard_size)]
+    gens: list[Generation] = []
+    resumed = tokens = 0
+    seconds = 0.0
+    for index, chunk in enumerate(chunks):
+        done = finished_shard(shard_path(out, index), chunk)
+        if done is not None:
+            resumed += len(done)
+        else:
+            start = time.perf_counter()
+            done = generate_answers(Path(model.path), model_ref, dtype, chunk, settings, max_new_tokens)
+            seconds += time.perf_counter() - start
+            tokens += sum(g.n_tokens for g in done)
+            write_jsonl(shard_path(out, index), done)
+            if len(chunks) > 1:
+                log.info("shard %d/%d written (%d answers)", index + 1, len(chunks), len(done))
+        gens += done
+    if resumed:
+        log.info("resumed: %d of %d answers came from shards of an earlier, interrupted attempt", resumed, len(gens))
     path = write_jsonl(out / "generations.jsonl", gens)
     truncated = sum(g.finish_reason == "length" for g in gens)
-    run_logger().info("generated %d answers (%d tokens, %.0f tok/s, %d hit max_new_tokens) with %s",
-                      len(gens), tokens, tokens / max(seconds, 1e-9), truncated,
-                      resolve_backend_name(settings.backend))
-    return artifact_for(path, generations=len(gens), tokens=tokens, seconds=round(seconds, 2),
-                        truncated=truncated)
+    log.info("generated %d answers (%d tokens, %.0f tok/s, %d hit max_new_tokens) with %s",
+             len(gens) - resumed, tokens, tokens / max(seconds, 1e-9), truncated,
+             resolve_backend_name(settings.backend))
+    return artifact_for(path, generations=len(gens), resumed=resumed, tokens=sum(g.n_tokens for g in gens),
+                        seconds=round(seconds, 2), truncated=truncated)

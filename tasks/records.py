@@ -9,6 +9,8 @@ from typing import Any, Iterable, Literal, TypeVar
 
 from pydantic import BaseModel, ConfigDict, Field
 
+from tasks.errors import CacheError
+
 Message = dict[str, str]
 
 
@@ -79,18 +81,27 @@ class Artifact(Record):
 R = TypeVar("R", bound=Record)
 
 
-def write_jsonl(path: Path, records: Iterable[Record]) -> Path:
-    """Write records atomically: a reader never sees a half-written file."""
+def write_lines_atomic(path: Path, lines: Iterable[str]) -> Path:
+    """Write a text file atomically (temp file, fsync, rename): a killed run never leaves half a file."""
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     tmp = path.with_name(f".{path.name}.tmp-{os.getpid()}")
     with tmp.open("w", encoding="utf-8") as fh:
-        for rec in records:
-            fh.write(rec.model_dump_json() + "\n")
+        for line in lines:
+            fh.write(line)
         fh.flush()
         os.fsync(fh.fileno())
     tmp.replace(path)
     return path
+
+
+def write_text_atomic(path: Path, text: str) -> Path:
+    return write_lines_atomic(path, [text])
+
+
+def write_jsonl(path: Path, records: Iterable[Record]) -> Path:
+    """Write records atomically: a reader never sees a half-written file."""
+    return write_lines_atomic(path, (rec.model_dump_json() + "\n" for rec in records))
 
 
 def read_jsonl(path: Path, cls: type[R]) -> list[R]:
@@ -103,7 +114,7 @@ def read_jsonl(path: Path, cls: type[R]) -> list[R]:
             try:
                 out.append(cls.model_validate_json(line))
             except ValueError as err:
-                raise ValueError(
+                raise CacheError(
                     f"{path}:{lineno}: not a valid {cls.__name__} record ({err.__class__.__name__}: "
                     f"{str(err).splitlines()[0]}). Fix: delete the file so its stage recomputes it."
                 ) from err

@@ -7,6 +7,8 @@ from pathlib import Path
 
 from pydantic import BaseModel, Field
 
+from tasks.records import write_text_atomic
+
 
 class SeedResult(BaseModel):
     """One training seed of one arm."""
@@ -186,7 +188,7 @@ def plot(task: str, results: list[ArmResult], path: Path) -> Path:
 def write_report(task: str, results: list[ArmResult], out_dir: Path) -> dict[str, Path]:
     out_dir.mkdir(parents=True, exist_ok=True)
     md = out_dir / "report.md"
-    md.write_text(markdown_table(task, results))
+    write_text_atomic(md, markdown_table(task, results))
     js = out_dir / "report.json"
-    js.write_text(json.dumps([r.model_dump() for r in results], indent=1))
+    write_text_atomic(js, json.dumps([r.model_dump() for r in results], indent=1))
     return {"markdown": md, "json": js, "plot": plot(task, results, out_dir / "report.png")}

@@ -9,6 +9,7 @@ import argparse
 import json
 import math
 import os
+import shutil
 import subprocess
 import sys
 import time
@@ -16,7 +17,7 @@ from pathlib import Path
 
 from tasks.cache import stage_dir
 from tasks.config import LoraSettings, TrainingSettings
-from tasks.records import Artifact, Target, artifact_for, read_jsonl
+from tasks.records import Artifact, Target, artifact_for, read_jsonl, write_text_atomic
 from tasks.stage import run_logger, stage
 
 IGNORE = -100
@@ -74,6 +75,19 @@ def total_steps(n_examples: int, settings: TrainingSettings, world_size: int = 1
     return settings.max_steps or max(1, math.ceil(settings.epochs * math.ceil(n_examples / per_step)))
 
 
+def last_complete_checkpoint(folder: Path) -> Path | None:
+    """The newest checkpoint written to its end: the Trainer saves trainer_state.json last."""
+    best: tuple[int, Path] | None = None
+    for d in folder.glob("checkpoint-*") if folder.is_dir() else []:
+        try:
+            step = int(json.loads((d / "trainer_state.json").read_text())["global_step"])
+        except (OSError, ValueError, KeyError, TypeError):
+            continue  # killed while saving: an older checkpoint (save_total_limit=2) is still whole
+        if best is None or step > best[0]:
+            best = (step, d)
+    return best[1] if best else None
+
+
 def train_adapter(model_dir: Path, targets: list[Target], lora: LoraSettings, settings: TrainingSettings,
                   out: Path) -> dict:
     """Fine-tune a LoRA adapter; saves it (PEFT format) to `out/adapter` and returns training stats."""
@@ -105,7 +119,8 @@ def train_adapter(model_dir: Path, targets: list[Target], lora: LoraSettings, se
         gradient_accumulation_steps=settings.grad_accum, learning_rate=settings.learning_rate,
         max_steps=steps, lr_scheduler_type=settings.lr_scheduler,
         warmup_steps=int(settings.warmup_ratio * steps), weight_decay=settings.weight_decay,
-        logging_steps=1, save_strategy="no", report_to="none", seed=settings.seed, data_seed=settings.seed,
+        logging_steps=1, save_strategy="steps" if settings.save_steps else "no", save_steps=settings.save_steps or 1,
+        save_total_limit=2, report_to="none", seed=settings.seed, data_seed=settings.seed,
         bf16=settings.bf16, use_cpu=not torch.cuda.is_available(), remove_unused_columns=False,
         train_sampling_strategy="group_by_length" if settings.group_by_length else "random",
         disable_tqdm=False)
@@ -119,19 +134,28 @@ def train_adapter(model_dir: Path, targets: list[Target], lora: LoraSettings, se
     pad = DataCollatorForSeq2Seq(tokenizer, padding=True, label_pad_token_id=IGNORE)
     trainer = AnswerLossTrainer(model=model, args=args, train_dataset=Dataset.from_list(encoded),
                       data_collator=lambda batch: pad([{k: v for k, v in f.items() if k != "length"} for f in batch]))
+    resume = last_complete_checkpoint(out / "checkpoints")
+    resumed_from = int(resume.name.split("-")[-1]) if resume else 0
+    if resume:
+        run_logger().info("resuming training from %s (step %d of %d)", resume, resumed_from, steps)
     start = time.perf_counter()
-    result = trainer.train()
+    result = trainer.train(resume_from_checkpoint=str(resume) if resume else None)
     seconds = time.perf_counter() - start
     if trainer.is_world_process_zero():
-        model.save_pretrained(out / "adapter")
-        tokenizer.save_pretrained(out / "adapter")
+        model.save_pretrained(out / "adapter.tmp")
+        tokenizer.save_pretrained(out / "adapter.tmp")
+        shutil.rmtree(out / "adapter", ignore_errors=True)
+        (out / "adapter.tmp").replace(out / "adapter")  # a folder that exists is a whole adapter
     mean_len = sum(len(e["input_ids"]) for e in encoded) / len(encoded)
-    tokens = mean_len * steps * settings.batch_size * settings.grad_accum * world  # tokens seen, padding aside
+    tokens = mean_len * (steps - resumed_from) * settings.batch_size * settings.grad_accum * world  # padding aside
     losses = [h["loss"] for h in trainer.state.log_history if "loss" in h]
     stats = {"steps": steps, "examples": len(encoded), "dropped_too_long": dropped, "seconds": round(seconds, 2),
              "train_loss": float(result.training_loss), "final_loss": losses[-1] if losses else float("nan"),
-             "tokens_per_s": round(tokens / max(seconds, 1e-9), 1), "loss_history": losses}
-    (out / "train_log.json").write_text(json.dumps(stats, indent=1))
+             "tokens_per_s": round(tokens / max(seconds, 1e-9), 1), "resumed_from_step": resumed_from,
+             "loss_history": losses}
+    write_text_atomic(out / "train_log.json", json.dumps(stats, indent=1))
+    if trainer.is_world_process_zero():
+        shutil.rmtree(out / "checkpoints", ignore_errors=True)  # the adapter is saved; resuming is moot
     return stats
 
 
@@ -149,7 +173,9 @@ def train(model: Artifact, targets: Artifact, lora: LoraSettings, settings: Trai
     """Train one arm's LoRA adapter on its targets; the artifact is the adapter folder."""
     out = stage_dir(store, "train", {"model": model, "targets": targets, "lora": lora, "settings": settings})
     log = run_logger()
-    if settings.launcher == "accelerate":
+    if (out / "train_log.json").is_file() and (out / "adapter").is_dir():  # finished before a kill: keep it
+        stats = json.loads((out / "train_log.json").read_text())
+    elif settings.launcher == "accelerate":
         cmd = accelerate_command(Path(targets.path), Path(model.path), lora, settings, out)
         log.info("launching: %s", " ".join(cmd))
         subprocess.run(cmd, check=True)

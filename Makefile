@@ -7,7 +7,7 @@ export S3FT_DATA_MIRROR ?= $(abspath ../shared/data)
 export PREFECT_SERVER_EPHEMERAL_STARTUP_TIMEOUT_SECONDS ?= 120
 export PREFECT_SERVER_ANALYTICS_ENABLED ?= false
 
-.PHONY: setup quickstart test test-fast check-env clean
+.PHONY: setup quickstart test test-fast check-env clean ui deploy worker
 
 # torch first: `torch==2.13.0` takes the CPU build on disk; nothing afterwards may pull another torch.
 $(VENV)/.installed: requirements.lock pyproject.toml
@@ -36,5 +36,30 @@ test: setup
 test-fast: setup
 	$(PY) -m pytest tests -q -m "not slow"
 
+# Operating it (README "Prefect UI, schedules and MLflow dashboards"). The Prefect server keeps its database in
+# PREFECT_HOME (~/.prefect), the same one `s3ft run` uses, so CLI runs show up too; MLflow reads runs/mlflow.db.
+PREFECT_PORT ?= 4200
+MLFLOW_PORT ?= 5000
+RUNS ?= runs
+UI_API := http://127.0.0.1:$(PREFECT_PORT)/api
+
+ui: setup
+	@mkdir -p $(RUNS)
+	@echo "Prefect UI: http://127.0.0.1:$(PREFECT_PORT)   MLflow UI: http://127.0.0.1:$(MLFLOW_PORT)   (Ctrl-C stops both)"
+	@trap 'kill 0' INT TERM EXIT; \
+	  $(VENV)/bin/prefect server start --host 127.0.0.1 --port $(PREFECT_PORT) & \
+	  MLFLOW_SERVER_ENABLE_JOB_EXECUTION=false $(VENV)/bin/mlflow ui --host 127.0.0.1 --port $(MLFLOW_PORT) \
+	    --backend-store-uri sqlite:///$(abspath $(RUNS))/mlflow.db & \
+	  wait
+
+# Against the server `make ui` started: the process work pool, then every deployment in prefect.yaml.
+deploy: setup
+	PREFECT_API_URL=$(UI_API) $(VENV)/bin/prefect work-pool create s3ft-local --type process --overwrite
+	PREFECT_API_URL=$(UI_API) $(VENV)/bin/prefect --no-prompt deploy --all
+
+# Runs the flow runs started from the UI, the API or a schedule (in this checkout, with this venv).
+worker: setup
+	PREFECT_API_URL=$(UI_API) $(VENV)/bin/prefect worker start --pool s3ft-local
+
 clean:
-	rm -rf runs mlruns.db mlartifacts .pytest_cache
+	rm -rf runs mlruns.db mlartifacts .pytest_cache test-artifacts

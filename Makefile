@@ -47,7 +47,7 @@ ui: setup
 	@mkdir -p $(RUNS)
 	@echo "Prefect UI: http://127.0.0.1:$(PREFECT_PORT)   MLflow UI: http://127.0.0.1:$(MLFLOW_PORT)   (Ctrl-C stops both)"
 	@trap 'kill 0' INT TERM EXIT; \
-	  $(VENV)/bin/prefect server start --host 127.0.0.1 --port $(PREFECT_PORT) & \
+	  PREFECT_UI_API_URL=$(UI_API) $(VENV)/bin/prefect server start --host 127.0.0.1 --port $(PREFECT_PORT) & \
 	  MLFLOW_SERVER_ENABLE_JOB_EXECUTION=false $(VENV)/bin/mlflow ui --host 127.0.0.1 --port $(MLFLOW_PORT) \
 	    --backend-store-uri sqlite:///$(abspath $(RUNS))/mlflow.db & \
 	  wait

@@ -18,10 +18,15 @@ TINY_RANDOM = ["data.train_size=4", "data.test_size=4", "generation.backend=hf",
                "benchmarks.tasks=[]", "arms=[base,s3ft]", "diagnostics.familiarity=false"]
 
 
-def command(out: Path, model: Path, extra: list[str], config: str = "configs/tiny.yaml") -> tuple[list[str], dict]:
-    env = dict(os.environ, PREFECT_HOME=str(out / "prefect-home"), PYTHONUNBUFFERED="1")
+def command(out: Path, model: Path, extra: list[str], config: str = "configs/tiny.yaml",
+            server: tuple[str, Path] | None = None) -> tuple[list[str], dict]:
+    """argv and environment of `s3ft run`; `server` = (API URL, PREFECT_HOME) of a running Prefect server,
+    else the command starts its own throw-away server."""
+    env = dict(os.environ, PREFECT_HOME=str(out.parent / f"{out.name}-prefect-home"), PYTHONUNBUFFERED="1")
     env.pop("MLFLOW_TRACKING_URI", None)
     env.pop("PREFECT_API_URL", None)
+    if server is not None:
+        env.update(PREFECT_API_URL=server[0], PREFECT_HOME=str(server[1]))
     args = [sys.executable, "-m", "flows.cli", "run", str(ROOT / config), "--set", f"output_dir={out}",
             "--set", f"model.ref={model}"]
     for item in extra:
@@ -30,8 +35,8 @@ def command(out: Path, model: Path, extra: list[str], config: str = "configs/tin
 
 
 def run_s3ft(out: Path, model: Path, extra: list[str], config: str = "configs/tiny.yaml",
-             timeout: int = 900) -> subprocess.CompletedProcess:
-    args, env = command(out, model, extra, config)
+             server: tuple[str, Path] | None = None, timeout: int = 900) -> subprocess.CompletedProcess:
+    args, env = command(out, model, extra, config, server)
     return subprocess.run(args, capture_output=True, text=True, cwd=ROOT, env=env, timeout=timeout)
 
 

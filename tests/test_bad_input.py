@@ -11,10 +11,10 @@ from s3ft_cli import TINY_RANDOM, recomputed, run_s3ft, snapshot, summary_of
 
 
 @pytest.fixture(scope="module")
-def finished(tmp_path_factory, tiny_model_dir, mirror) -> Path:
+def finished(tmp_path_factory, tiny_model_dir, mirror, prefect_server) -> Path:
     """An output folder holding one complete experiment: what bad input must not damage."""
     out = tmp_path_factory.mktemp("bad-input")
-    summary_of(run_s3ft(out, tiny_model_dir, TINY_RANDOM))
+    summary_of(run_s3ft(out, tiny_model_dir, TINY_RANDOM, server=prefect_server))
     return out
 
 
@@ -82,11 +82,11 @@ BAD_INPUTS = [  # (case, exit code, fragments the one error line must hold)
 @pytest.mark.slow
 @pytest.mark.parametrize("case,code,fragments", BAD_INPUTS, ids=[c[0].__name__.strip("_") for c in BAD_INPUTS])
 def test_bad_input_fails_with_one_clear_line_and_loses_nothing(case, code, fragments, finished, tiny_model_dir,
-                                                                mirror, tmp_path):
+                                                                mirror, tmp_path, prefect_server):
     before = snapshot(finished)
     extra = case(tmp_path, mirror, finished)
     edited = {k for k, v in snapshot(finished).items() if before[k] != v}  # the corrupt-cache case's edit
-    proc = run_s3ft(finished, tiny_model_dir, TINY_RANDOM + extra)
+    proc = run_s3ft(finished, tiny_model_dir, TINY_RANDOM + extra, server=prefect_server)
     errors = [l for l in proc.stderr.splitlines() if l.startswith("s3ft: error:")]
     assert proc.returncode == code, proc.stderr[-3000:]
     assert len(errors) == 1, proc.stderr[-3000:]
@@ -101,7 +101,7 @@ def test_bad_input_fails_with_one_clear_line_and_loses_nothing(case, code, fragm
         folder = finished / Path(edited_file).parent
         assert str(folder) in errors[0]
         shutil.rmtree(folder)
-        redo = summary_of(run_s3ft(finished, tiny_model_dir, TINY_RANDOM))
+        redo = summary_of(run_s3ft(finished, tiny_model_dir, TINY_RANDOM, server=prefect_server))
         assert len(recomputed(redo)) == 1 and next(iter(recomputed(redo))).startswith("generate:"), recomputed(redo)
         store = {k: v for k, v in before.items() if k.startswith("store/")}
         assert snapshot(finished, ("store",)) == store  # the same bytes again: deterministic, content-addressed

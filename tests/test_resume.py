@@ -14,9 +14,9 @@ import pytest
 from s3ft_cli import ROOT, TINY_RANDOM, command, recomputed, run_s3ft, summary_of
 
 
-def _run_and_kill(out: Path, model: Path, extra: list[str], ready, timeout: float = 300) -> list[Path]:
+def _run_and_kill(out: Path, model: Path, extra: list[str], ready, server, timeout: float = 300) -> list[Path]:
     """Start `s3ft run`, SIGKILL its process group once `ready(out)` returns files; returns those files."""
-    args, env = command(out, model, extra)
+    args, env = command(out, model, extra, server=server)
     with open(out.parent / f"{out.name}-killed.log", "w") as log:
         proc = subprocess.Popen(args, cwd=ROOT, env=env, stdout=log, stderr=subprocess.STDOUT, start_new_session=True)
         deadline = time.monotonic() + timeout
@@ -64,14 +64,14 @@ def _shards(out: Path) -> list[Path]:
 
 
 @pytest.mark.slow
-def test_kill_during_generation_resumes_from_the_last_shard(tmp_path, tiny_model_dir, mirror):
+def test_kill_during_generation_resumes_from_the_last_shard(tmp_path, tiny_model_dir, mirror, prefect_server):
     out = tmp_path / "out"
     extra = TINY_RANDOM + ["data.train_size=16", "generation.shard_size=1", "generation.max_new_tokens=48"]
-    written = _run_and_kill(out, tiny_model_dir, extra, _shards)
+    written = _run_and_kill(out, tiny_model_dir, extra, _shards, prefect_server)
     _no_half_written_jsonl(out)
     kept = {p: (p.stat().st_ino, p.stat().st_mtime_ns) for p in _shards(out)}
     assert 1 <= len(kept) < 16
-    proc = run_s3ft(out, tiny_model_dir, extra)
+    proc = run_s3ft(out, tiny_model_dir, extra, server=prefect_server)
     summary = summary_of(proc)
     stages = {s["stage"]: s for s in summary["stages"]}
     assert {"prepare_model", "load_examples:train", "load_examples:test"}.isdisjoint(recomputed(summary))
@@ -90,14 +90,14 @@ def _checkpoints(out: Path) -> list[Path]:
 
 
 @pytest.mark.slow
-def test_kill_during_training_resumes_from_the_last_checkpoint(tmp_path, tiny_model_dir, mirror):
+def test_kill_during_training_resumes_from_the_last_checkpoint(tmp_path, tiny_model_dir, mirror, prefect_server):
     out = tmp_path / "out"
     extra = TINY_RANDOM + ["training.max_steps=40", "training.save_steps=2"]
-    _run_and_kill(out, tiny_model_dir, extra, _checkpoints)
+    _run_and_kill(out, tiny_model_dir, extra, _checkpoints, prefect_server)
     _no_half_written_jsonl(out)
     before_kill = {s["stage"] for s in json.loads(next(out.glob("tiny/*/stages.json")).read_text())} \
         if list(out.glob("tiny/*/stages.json")) else set()
-    proc = run_s3ft(out, tiny_model_dir, extra)
+    proc = run_s3ft(out, tiny_model_dir, extra, server=prefect_server)
     summary = summary_of(proc)
     # Everything before training came from the cache; training resumed from a checkpoint of the killed attempt.
     assert recomputed(summary) == {"train:s3ft", "merge:s3ft", "generate:test:s3ft", "judge:test:s3ft"}, recomputed(summary)
@@ -118,13 +118,13 @@ def _benchmark_started(out: Path) -> list[Path]:
 
 
 @pytest.mark.slow
-def test_kill_during_benchmarking_recomputes_only_the_benchmark(tmp_path, tiny_model_dir, mirror):
+def test_kill_during_benchmarking_recomputes_only_the_benchmark(tmp_path, tiny_model_dir, mirror, prefect_server):
     out = tmp_path / "out"
     extra = TINY_RANDOM + ["arms=[base]", "benchmarks.tasks=[truthfulqa_mc1]", "benchmarks.truthfulqa_limit=2"]
-    _run_and_kill(out, tiny_model_dir, extra, _benchmark_started)
+    _run_and_kill(out, tiny_model_dir, extra, _benchmark_started, prefect_server)
     assert not list(out.glob("store/benchmark/*/metrics.json"))  # killed inside the stage
     _no_half_written_jsonl(out)
-    proc = run_s3ft(out, tiny_model_dir, extra)
+    proc = run_s3ft(out, tiny_model_dir, extra, server=prefect_server)
     summary = summary_of(proc)
     assert recomputed(summary) == {"benchmark:base"}  # everything before it finished and came from the cache
     assert summary["results"][0]["general"]["truthfulqa_mc1/acc"] >= 0

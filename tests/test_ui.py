@@ -61,27 +61,23 @@ def _stop(proc: subprocess.Popen) -> None:
 
 
 @pytest.fixture(scope="module")
-def deployed_run(tmp_path_factory, tiny_model_dir, mirror):
-    """Server, work pool, `prefect deploy --all`, a worker, and the tiny deployment run through the API.
+def deployed_run(tmp_path_factory, tiny_model_dir, mirror, prefect_server):
+    """Work pool, `prefect deploy --all`, a worker, and the tiny deployment run through the API.
 
     The run's overrides swap in a tiny random model (transformers generation): this test is about the
     deployment, the worker and the UIs; tests/test_flow.py runs the whole flow on the bundled model."""
-    home = tmp_path_factory.mktemp("prefect-server")
+    api, home = prefect_server
     out = tmp_path_factory.mktemp("deployed-runs")
-    port = _free_port()
-    api = f"http://127.0.0.1:{port}/api"
     env = dict(os.environ, PREFECT_HOME=str(home), PREFECT_API_URL=api, PREFECT_SERVER_ANALYTICS_ENABLED="false",
                PREFECT_WORKER_QUERY_SECONDS="2", S3FT_DATA_MIRROR=str(mirror), PYTHONUNBUFFERED="1")
     env.pop("MLFLOW_TRACKING_URI", None)
     prefect = str(Path(os.sys.executable).parent / "prefect")
-    server = _start([prefect, "server", "start", "--host", "127.0.0.1", "--port", str(port)], env, home / "server.log")
     worker = None
     try:
-        _wait_http(f"{api}/health")
         for args in (["work-pool", "create", "s3ft-local", "--type", "process"], ["--no-prompt", "deploy", "--all"]):
             proc = subprocess.run([prefect, *args], cwd=ROOT, env=env, capture_output=True, text=True, timeout=300)
             assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
-        worker = _start([prefect, "worker", "start", "--pool", "s3ft-local"], env, home / "worker.log")
+        worker = _start([prefect, "worker", "start", "--pool", "s3ft-local"], env, out / "worker.log")
         client = httpx.Client(base_url=api, timeout=30)
         deployment = client.get("/deployments/name/s3ft-experiment/tiny").raise_for_status().json()
         params = {"config_path": "configs/tiny.yaml",
@@ -93,13 +89,12 @@ def deployed_run(tmp_path_factory, tiny_model_dir, mirror):
                 "COMPLETED", "FAILED", "CRASHED", "CANCELLED"):
             assert time.monotonic() < deadline, "the deployment's flow run did not finish"
             time.sleep(2)
-        assert state["type"] == "COMPLETED", (home / "worker.log").read_text()[-5000:]
-        yield {"api": api, "ui": f"http://127.0.0.1:{port}", "client": client, "flow_run": flow_run, "out": out,
+        assert state["type"] == "COMPLETED", (out / "worker.log").read_text()[-5000:]
+        yield {"api": api, "ui": api.removesuffix("/api"), "client": client, "flow_run": flow_run, "out": out,
                "deployment": deployment}
     finally:
-        for proc in (worker, server):
-            if proc is not None:
-                _stop(proc)
+        if worker is not None:
+            _stop(worker)
 
 
 @pytest.mark.slow

@@ -91,7 +91,7 @@ def deployed_run(tmp_path_factory, tiny_model_dir, mirror, prefect_server):
             time.sleep(2)
         assert state["type"] == "COMPLETED", (out / "worker.log").read_text()[-5000:]
         yield {"api": api, "ui": api.removesuffix("/api"), "client": client, "flow_run": flow_run, "out": out,
-               "deployment": deployment}
+               "deployment": deployment, "model": str(tiny_model_dir)}
     finally:
         if worker is not None:
             _stop(worker)
@@ -112,6 +112,28 @@ def test_deploy_all_registers_every_deployment_and_the_api_run_completes(deploye
     assert [r["arm"] for r in summary["results"]] == ["base", "sft", "s3ft"]
     tasks = client.post("/task_runs/filter", json={"flow_runs": {"id": {"any_": [deployed_run["flow_run"]["id"]]}}}).json()
     assert {t["state"]["type"] for t in tasks} == {"COMPLETED"} and len(tasks) == len(summary["stages"])
+
+
+@pytest.mark.slow
+def test_runs_are_tagged_for_comparison_and_adapters_registered(deployed_run):
+    import mlflow
+
+    out = deployed_run["out"]
+    mlflow.set_tracking_uri(f"sqlite:///{out / 'mlflow.db'}")
+    exp = mlflow.get_experiment_by_name("s3ft-tiny")
+    runs = mlflow.search_runs([exp.experiment_id], "tags.config = 'tiny'", output_format="list")
+    assert runs and all(r.data.tags.get(k) for r in runs for k in ("git_commit", "data_hash", "task", "model"))
+    arms = {r.data.tags["arm"]: r for r in runs if "arm" in r.data.tags}
+    assert set(arms) == {"base", "sft", "s3ft"} and {r.data.tags["seed"] for a, r in arms.items() if a != "base"} == {"0"}
+    # The compare view lines arms up: the same metric and param names in every arm's run.
+    assert len({frozenset(r.data.metrics) - {"train/loss"} for r in arms.values()}) == 1
+    assert len({frozenset(r.data.params) for r in arms.values()}) == 1
+    client = mlflow.MlflowClient()
+    for arm in ("sft", "s3ft"):
+        (version,) = client.search_model_versions(f"name = 's3ft-tiny-{arm}'")
+        assert version.run_id == arms[arm].info.run_id and version.source.endswith("/adapter")
+        assert version.tags["base_model"] == deployed_run["model"] and version.tags["arm"] == arm
+        assert (Path(version.source.removeprefix("file://")) / "adapter_config.json").is_file()
 
 
 @pytest.fixture(scope="module")

@@ -7,12 +7,11 @@ import subprocess
 from pathlib import Path
 from typing import Any
 
-from flows.runner import StageRunner
-from tasks.config import ExperimentConfig
-from tasks.prepare import source_fingerprint
-from tasks.records import Artifact, sha256_json
-from tasks.report import ArmResult, general_drops
-from tasks.tracking import Tracker
+from flows.results import ArmResult, ArmRun, general_drops
+from flows.tracking import Tracker
+from tasks.core.config import ExperimentConfig
+from tasks.core.records import Artifact, sha256_json
+from tasks.data import split_fingerprint
 
 
 def arm_metrics(result: ArmResult) -> dict[str, float]:
@@ -34,33 +33,43 @@ def arm_metrics(result: ArmResult) -> dict[str, float]:
     return metrics
 
 
-def log_arms(run: StageRunner, cfg: ExperimentConfig, model: Artifact, logged: list[tuple]) -> None:
+def _arm_files(arm: ArmRun) -> tuple[list[Path], list[float]]:
+    """What an arm's run carries: its (last seed's) test verdicts, targets, adapter and training log; the losses."""
+    last = arm.seeds[-1]
+    files = [Path(last.evaluation.verdicts.path)] + ([Path(arm.targets.path)] if arm.targets else [])
+    if last.adapter is None:
+        return files, []
+    log_file = Path(last.adapter.path).parent / "train_log.json"
+    files.append(Path(last.adapter.path))
+    if not log_file.is_file():
+        return files, []
+    return files + [log_file], json.loads(log_file.read_text()).get("loss_history", [])
+
+
+def log_arms(tracker: Tracker, log: Any, cfg: ExperimentConfig, model: Artifact, arms: tuple[ArmRun, ...],
+             results: list[ArmResult]) -> None:
     """One MLflow run per arm, all with the same metric and param names (NaN where an arm has no value:
     base has no targets), tagged arm/seed; each trained adapter registered with its base model."""
-    per_arm = {arm: arm_metrics(result) for arm, result, *_ in logged}
-    for arm, result, *_ in logged:
-        if arm == "base":  # base's drop versus itself is 0, under the same names as the arms'
-            per_arm[arm].update(general_drops(result.general, result.general))
+    per_arm = {r.arm: arm_metrics(r) for r in results}
+    for r in results:
+        if r.arm == "base":  # base's drop versus itself is 0, under the same names as the arms'
+            per_arm[r.arm].update(general_drops(r.general, r.general))
     names = sorted(set().union(*per_arm.values()))
-    seeds = ",".join(str(s) for s in (cfg.seeds or [cfg.training.seed]))
-    for arm, result, targets, adapter, verdicts in logged:
-        files = [Path(verdicts.path)] + ([Path(targets.path)] if targets else []) + ([Path(adapter.path)] if adapter else [])
-        losses: list[float] = []
-        log_file = Path(adapter.path).parent / "train_log.json" if adapter else None
-        if log_file is not None and log_file.is_file():
-            losses = json.loads(log_file.read_text()).get("loss_history", [])
-            files.append(log_file)
-        recipe = {"lora": cfg.lora.model_dump(), "training": cfg.training.model_dump()}
-        params = {"arm": arm, **(recipe if adapter else json.loads(json.dumps(recipe), object_hook=_dashes))}
-        metrics = {n: per_arm[arm].get(n, float("nan")) for n in names}
-        tags = {"arm": arm, "seed": seeds if adapter else "-"}
-        run_id = run.tracker.arm(arm, params, metrics, files, {"train/loss": losses} if losses else None, tags)
+    seeds = ",".join(str(s) for s in cfg.seeds)
+    recipe = {"lora": cfg.lora.model_dump(), "training": cfg.training.model_dump()}
+    for arm, result in zip(arms, results):
+        files, losses = _arm_files(arm)
+        adapter = arm.seeds[-1].adapter
+        params = {"arm": arm.arm, **(recipe if adapter else json.loads(json.dumps(recipe), object_hook=_dashes))}
+        metrics = {n: per_arm[arm.arm].get(n, float("nan")) for n in names}
+        tags = {"arm": arm.arm, "seed": seeds if adapter else "-"}
+        run_id = tracker.arm(arm.arm, params, metrics, files, {"train/loss": losses} if losses else None, tags)
         if adapter is not None:
-            version = run.tracker.register_adapter(
-                f"s3ft-{cfg.name}-{arm}", run_id, adapter.sha256,
-                {**tags, "base_model": cfg.model.ref, "base_model_fingerprint": model.sha256,
-                 "config": cfg.name, "git_commit": run.tracker.tags.get("git_commit", "unknown")})
-            run.log.info("adapter of arm %s registered in MLflow as s3ft-%s-%s version %s", arm, cfg.name, arm, version)
+            name = f"s3ft-{cfg.name}-{arm.arm}"
+            version = tracker.register_adapter(name, run_id, adapter.sha256, {
+                **tags, "base_model": cfg.model.ref, "base_model_fingerprint": model.sha256, "config": cfg.name,
+                "git_commit": tracker.tags.get("git_commit", "unknown")})
+            log.info("adapter of arm %s registered in MLflow as %s version %s", arm.arm, name, version)
 
 
 def _dashes(tree: dict[str, Any]) -> dict[str, Any]:
@@ -83,10 +92,10 @@ def git_commit() -> str:
 
 def run_tags(cfg: ExperimentConfig, config_path: str | None) -> dict[str, str]:
     """Tags on every MLflow run of an experiment, for `search_runs` filters and the compare view."""
-    data = [source_fingerprint(cfg.data, s) for s in ("train", "test")]
+    data = [split_fingerprint(cfg.data.source, s, cfg.data.mirror_path()) for s in ("train", "test")]
     return {"config": cfg.name, "config_file": Path(config_path).name if config_path else "-",
-            "task": cfg.data.task, "model": cfg.model.ref, "git_commit": git_commit(),
-            "data_hash": sha256_json([data, cfg.data.model_dump(mode="json", exclude={"mirror"})])[:16]}
+            "source": cfg.data.source, "model": cfg.model.ref, "git_commit": git_commit(),
+            "data_hash": sha256_json([data, cfg.data.key_dump()])[:16]}
 
 
 def close_killed_attempts(tracker: Tracker, log: Any) -> None:

@@ -1,28 +1,26 @@
-"""Runs stage tasks inside a flow: cache-hit bookkeeping, stale-cache repair, MLflow per stage."""
+"""Runs stages inside a flow: the store they share, cache-hit bookkeeping, stale-cache repair, MLflow per stage."""
 from __future__ import annotations
 
 import hashlib
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any
 
-from tasks.errors import CacheError
-from tasks.records import Artifact, sha256_tree
-from tasks.tracking import Tracker
-
+from flows.tracking import Tracker
+from tasks.core.cache import STORE_PARAM, StageContract
+from tasks.core.errors import CacheError
+from tasks.core.records import Artifact, sha256_tree
 
 # Record files and adapters are re-hashed on every cache hit; a merged model (gigabytes) is not.
 VERIFY_MAX_BYTES = 64 << 20
-# Stages whose artifact hash names their inputs (a model fingerprint, the mirror's files), not their output.
-_HASHED_BY_INPUTS = {"prepare_model", "merge", "benchmark_data"}
 
 
-def verify_cached(label: str, artifact: Artifact) -> None:
+def verify_cached(label: str, contract: StageContract, artifact: Artifact) -> None:
     """Refuse a cache hit whose output differs from what its stage wrote (corrupt or edited)."""
     path = Path(artifact.path)
     files = [path] if path.is_file() else [p for p in path.rglob("*") if p.is_file()]
-    if label.split(":")[0] in _HASHED_BY_INPUTS or sum(f.stat().st_size for f in files) > VERIFY_MAX_BYTES:
+    if contract.hashed_by == "inputs" or sum(f.stat().st_size for f in files) > VERIFY_MAX_BYTES:
         return
     if sha256_tree(path) != artifact.sha256:
         folder = path if path.is_dir() else path.parent
@@ -31,7 +29,7 @@ def verify_cached(label: str, artifact: Artifact) -> None:
                          f"the others stay cached unless its new output differs")
 
 
-@dataclass
+@dataclass(frozen=True)
 class StageCall:
     label: str
     cached: bool
@@ -41,19 +39,23 @@ class StageCall:
 
 @dataclass
 class StageRunner:
+    """Calls stages (`run(label, stage, **inputs)`) with the experiment's store and records each call."""
+
     tracker: Tracker
     log: Any
+    store: Path
     results: Path | None = None
     """Folder of Prefect's cache records; set explicitly so that CLI runs and deployment runs (whose worker
     process never saw the CLI's environment) find the same records."""
     calls: list[StageCall] = field(default_factory=list)
     _storage: str | None = None
 
-    def __call__(self, label: str, task: Callable, files: tuple[str, ...] = (), **params: Any) -> Artifact:
-        """Run (or reuse) one stage; `files` names output files to attach to its MLflow run."""
+    def __call__(self, label: str, stage: Any, **inputs: Any) -> Artifact:
+        """Run (or reuse) one stage; its contract names the output files its MLflow run gets."""
+        contract: StageContract = stage.contract
         start = time.perf_counter()
-        if self.results is not None:
-            task = task.with_options(result_storage=self._result_storage())
+        task = stage.with_options(result_storage=self._result_storage()) if self.results is not None else stage
+        params = {**inputs, STORE_PARAM: str(self.store)}
         state = task(**params, return_state=True)
         artifact = state.result()
         cached = state.name == "Cached"
@@ -62,14 +64,14 @@ class StageRunner:
             state = task.with_options(refresh_cache=True)(**params, return_state=True)
             artifact, cached = state.result(), False
         elif cached:
-            verify_cached(label, artifact)
+            verify_cached(label, contract, artifact)
         seconds = time.perf_counter() - start
         self.log.info("stage %-28s %s in %.1f s", label, "cache hit  " if cached else "computed   ", seconds)
         self.calls.append(StageCall(label, cached, seconds, artifact))
         out = Path(artifact.path)
         folder = out if out.is_dir() else out.parent
         # A cache hit's files already sit in the MLflow run that computed them: log counts, not copies.
-        self.tracker.stage(label, artifact, cached, seconds, [] if cached else [folder / f for f in files])
+        self.tracker.stage(label, artifact, cached, seconds, [] if cached else [folder / f for f in contract.outputs])
         return artifact
 
     def _result_storage(self) -> str:

@@ -3,8 +3,8 @@ from __future__ import annotations
 
 from typing import Callable, Protocol
 
-from tasks.records import Example, Verdict
-from tasks.registry import Registry
+from tasks.core.records import Example, Verdict
+from tasks.core.registry import Registry
 
 
 class Judge(Protocol):

@@ -8,7 +8,7 @@ import warnings
 
 from judges.base import register_judge
 from judges.sandbox import Limits, Outcome, run_many
-from tasks.records import Example, Verdict
+from tasks.core.records import Example, Verdict
 
 VERSION = "3"  # 2: verdict reasons no longer repeat the status; 3: CPU-time limit reported as a timeout
 

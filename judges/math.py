@@ -5,7 +5,7 @@ import re
 from decimal import Decimal, InvalidOperation
 
 from judges.base import register_judge
-from tasks.records import Example, Verdict
+from tasks.core.records import Example, Verdict
 
 VERSION = "1"
 

@@ -1,15 +1,16 @@
-"""Reading-comprehension judge (NQ): a correct answer can be phrased many ways, so two stages.
+"""Reading-comprehension judge (NQ): a correct answer can be phrased many ways, so two steps.
 
-Stage 1, `normalized`: SQuAD-style normalization (lower case, punctuation, articles a/an/the and
+Step 1, `normalized`: SQuAD-style normalization (lower case, punctuation, articles a/an/the and
 extra whitespace removed) of the answer and of every gold alias; the answer is correct when some
 alias occurs in it as a whole-word span. Deterministic, free, and right for most short answers.
 
-Stage 2, `llm`: an answer that stage 1 did not accept is shown to an LLM judge (question, gold
+Step 2, `llm`: an answer that step 1 did not accept is shown to an LLM judge (question, gold
 aliases, the answer) with a strict yes/no prompt, served by the pipeline's own generation backend
-(`tasks/llm_judge.py`). Its reply is parsed here: `yes`/`no` decide; anything else is recorded as
-`unparseable` (outcome `error`, never guessed either way) and counted.
+(stages `llm_judge_prompts`, `generate`, `llm_judge_merge`). Its reply is parsed here: `yes`/`no`
+decide; anything else is recorded as `unparseable` (outcome `error`, never guessed either way) and
+counted.
 
-Every verdict says which stage decided in `decided_by`.
+Every verdict says which step decided in `decided_by`.
 """
 from __future__ import annotations
 
@@ -18,7 +19,7 @@ import string
 import unicodedata
 
 from judges.base import register_judge
-from tasks.records import Example, Verdict
+from tasks.core.records import Example, Verdict
 
 VERSION = "2"  # 2: framed replies ("The answer is: no") are read as verdicts
 NO_MATCH = "no gold alias in the answer"
@@ -79,11 +80,11 @@ def parse_yes_no(reply: str) -> str | None:
 
 
 class QAJudge:
-    """Stage 1 of the QA judge; `defers` picks the verdicts that stage 2 should decide."""
+    """Step 1 of the QA judge; `defers` picks the verdicts that step 2 should decide."""
 
     name = "qa"
     version = VERSION
-    llm_stage = True  # the flow runs stage 2 (tasks/llm_judge.py) when judge.llm is enabled
+    llm_step = True  # the flow runs step 2 (tasks/llm_judge_prompts.py) when judge.llm is enabled
 
     def judge(self, example: Example, text: str) -> Verdict:
         golds = aliases(example)
@@ -101,14 +102,14 @@ class QAJudge:
 
     @staticmethod
     def defers(verdict: Verdict) -> bool:
-        """Whether stage 2 (the LLM judge) should decide this answer: stage 1 found no alias in it."""
+        """Whether step 2 (the LLM judge) should decide this answer: step 1 found no alias in it."""
         return verdict.decided_by == "normalized" and verdict.reason == NO_MATCH
 
 
-def llm_verdict(stage1: Verdict, reply: str) -> Verdict:
-    """Stage 2's decision on an answer stage 1 did not accept, from the judge model's reply."""
+def llm_verdict(first: Verdict, reply: str) -> Verdict:
+    """Step 2's decision on an answer step 1 did not accept, from the judge model's reply."""
     said = parse_yes_no(reply)
-    common = dict(example_id=stage1.example_id, judge=stage1.judge, judge_version=stage1.judge_version,
+    common = dict(example_id=first.example_id, judge=first.judge, judge_version=first.judge_version,
                   decided_by="llm", extracted=reply.strip()[:80])
     if said == "yes":
         return Verdict(outcome="correct", reason="llm judge: yes", **common)

@@ -19,11 +19,11 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
 from perf.common import print_table  # noqa: E402
-from tasks.backends import HfBackend, Sampling, release_backends  # noqa: E402
-from tasks.config import GenerationSettings  # noqa: E402
+from tasks.core.settings import GenerationSettings, VllmSettings  # noqa: E402
+from tasks.data import read_examples  # noqa: E402
+from tasks.engines.backends import HfBackend, Sampling, release_backends  # noqa: E402
+from tasks.engines.models import materialize_model  # noqa: E402
 from tasks.generate import generate_answers  # noqa: E402
-from tasks.prepare import materialize_model  # noqa: E402
-from tasks.sources import load_examples  # noqa: E402
 
 
 def main() -> None:
@@ -36,15 +36,14 @@ def main() -> None:
     a = p.parse_args()
     os.environ.setdefault("VLLM_ENABLE_V1_MULTIPROCESSING", "0")
     model_dir = materialize_model("bundled:smollm2-135m-instruct", ROOT / "runs" / "perf-model")
-    examples = load_examples("gsm8k", "train", a.prompts, 0, Path(a.mirror), None)
-    settings = GenerationSettings(backend="vllm")
+    examples = read_examples("gsm8k", "train", a.prompts, 0, Path(a.mirror), None)
+    settings, v = GenerationSettings(backend="vllm"), VllmSettings()
     sampling = Sampling(max_new_tokens=a.max_new_tokens)
     from vllm import LLM, SamplingParams
 
     rates: dict[str, list[float]] = {"pipeline stage (vLLM)": [], "raw vLLM LLM.chat": [], "transformers generate": []}
     # The pipeline's engine (kept per process) and a raw engine with the same settings; both warm.
-    generate_answers(model_dir, "m", "float32", examples[:4], settings, 8)
-    v = settings.vllm
+    generate_answers(model_dir, "m", "float32", examples[:4], settings, v, 8)
     raw = LLM(model=str(model_dir), dtype="float32", seed=0, enforce_eager=v.enforce_eager,
               max_model_len=v.max_model_len, kv_cache_memory_bytes=int(v.kv_cache_gib * (1 << 30)))
     params = SamplingParams(max_tokens=a.max_new_tokens, temperature=0.0, seed=0)
@@ -52,7 +51,7 @@ def main() -> None:
     hf = HfBackend(model_dir, "float32", batch_size=16)
     for _ in range(a.repeats):
         start = time.perf_counter()
-        gens = generate_answers(model_dir, "m", "float32", examples, settings, a.max_new_tokens)
+        gens = generate_answers(model_dir, "m", "float32", examples, settings, v, a.max_new_tokens)
         rates["pipeline stage (vLLM)"].append(sum(g.n_tokens for g in gens) / (time.perf_counter() - start))
         start = time.perf_counter()
         outs = raw.chat([e.prompt_messages for e in examples], params, use_tqdm=False)

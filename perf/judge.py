@@ -15,7 +15,7 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
 from judges.code import CodeJudge  # noqa: E402
-from tasks.sources import load_examples  # noqa: E402
+from tasks.data import read_examples  # noqa: E402
 
 
 def main() -> None:
@@ -24,7 +24,7 @@ def main() -> None:
     p.add_argument("--mirror", default=os.environ.get("S3FT_DATA_MIRROR", str(ROOT.parent / "shared" / "data")))
     a = p.parse_args()
     examples = [e for s in ("prompt", "train", "validation", "test")
-                for e in load_examples("mbpp", s, None, 0, Path(a.mirror), None)][:a.limit]
+                for e in read_examples("mbpp", s, None, 0, Path(a.mirror), None)][:a.limit]
     cores = os.cpu_count() or 1
     rows = []
     for workers in sorted({1, cores}):

@@ -17,11 +17,11 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
 from perf.common import print_table  # noqa: E402
-from tasks.config import LoraSettings, TrainingSettings  # noqa: E402
-from tasks.prepare import materialize_model  # noqa: E402
-from tasks.records import Target  # noqa: E402
-from tasks.sources import load_examples  # noqa: E402
-from tasks.train import IGNORE, encode_target, train_adapter  # noqa: E402
+from tasks.core.records import Target  # noqa: E402
+from tasks.core.settings import LoraSettings, TrainingSettings  # noqa: E402
+from tasks.data import read_examples  # noqa: E402
+from tasks.engines.lora import IGNORE, encode_target, train_adapter  # noqa: E402
+from tasks.engines.models import materialize_model  # noqa: E402
 
 
 def plain_peft_loop(model_dir: Path, targets: list[Target], lora: LoraSettings, settings: TrainingSettings) -> float:
@@ -61,7 +61,7 @@ def main() -> None:
     torch.set_num_threads(os.cpu_count() or 1)
     cache = ROOT / "runs" / "perf-model"  # converted once, git-ignored
     model_dir = materialize_model("bundled:smollm2-135m-instruct", cache)
-    examples = load_examples("gsm8k", "train", a.examples, 0, Path(a.mirror), None)
+    examples = read_examples("gsm8k", "train", a.examples, 0, Path(a.mirror), None)
     targets = [Target(example_id=e.id, source="gold",
                       messages=e.prompt_messages + [{"role": "assistant", "content": e.gold}]) for e in examples]
     lora, settings = LoraSettings(), TrainingSettings(batch_size=a.batch_size, epochs=1, max_seq_len=384,

@@ -1,4 +1,4 @@
-"""The paper's evidence, measured: how familiar each arm's training targets are to the base model.
+"""Stage `familiarity`, the paper's evidence measured: how familiar each arm's training targets are to the base model.
 
 For every target, the mean per-token log-probability of its answer under the base model (teacher
 forcing, the same chat template and answer-only masking as training). The paper's observation: the
@@ -11,10 +11,9 @@ import json
 import random
 from pathlib import Path
 
-from tasks.cache import stage_dir
-from tasks.records import Artifact, Target, artifact_for, read_jsonl, sha256_json, write_text_atomic
-from tasks.stage import run_logger, stage
-from tasks.train import IGNORE, encode_target
+from tasks.core.records import Artifact, Target, artifact_for, read_jsonl, sha256_json, write_text_atomic
+from tasks.core.stage import run_logger, stage
+from tasks.engines.lora import IGNORE, encode_target
 
 
 def answer_logprobs(model_dir: Path, conversations: list[list[dict[str, str]]], batch_size: int = 8,
@@ -53,12 +52,10 @@ def _key(t: Target) -> str:
     return sha256_json(t.messages)
 
 
-@stage("familiarity")
-def familiarity(model: Artifact, targets: dict[str, Artifact], max_per_source: int | None, seed: int,
-                store: str) -> Artifact:
+@stage("familiarity", version="1", outputs=("familiarity.json",))
+def familiarity(out: Path, model: Artifact, targets: dict[str, Artifact], max_per_source: int | None,
+                seed: int) -> Artifact:
     """Per arm and target source: mean per-token log-prob under the base model, and how many were scored."""
-    out = stage_dir(store, "familiarity", {"model": model, "targets": targets, "max_per_source": max_per_source,
-                                           "seed": seed})
     rng = random.Random(seed)
     picked: dict[str, dict[str, list[Target]]] = {}
     for arm, art in sorted(targets.items()):

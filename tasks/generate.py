@@ -1,22 +1,21 @@
-"""Generation stage: a model answers every example's prompt; one Generation record each."""
+"""Stage `generate`: a model answers every example's prompt; one Generation record each."""
 from __future__ import annotations
 
 import time
 from pathlib import Path
 
-from tasks.backends import Sampling, get_backend, resolve_backend_name
-from tasks.cache import stage_dir
-from tasks.config import GenerationSettings
-from tasks.records import Artifact, Example, Generation, artifact_for, read_jsonl, write_jsonl
-from tasks.stage import run_logger, stage
+from tasks.core.records import Artifact, Example, Generation, artifact_for, read_jsonl, write_jsonl
+from tasks.core.settings import GenerationSettings, VllmSettings
+from tasks.core.stage import run_logger, stage
+from tasks.engines.backends import Sampling, get_backend
 
 
 def generate_answers(model_dir: Path, model_ref: str, dtype: str, examples: list[Example],
-                     settings: GenerationSettings, max_new_tokens: int) -> list[Generation]:
+                     settings: GenerationSettings, vllm: VllmSettings | None, max_new_tokens: int) -> list[Generation]:
     """Greedy (by default) answers of one model to every example, in example order."""
     if not examples:
         return []
-    backend = get_backend(model_dir, dtype, settings)
+    backend = get_backend(model_dir, dtype, settings, vllm or VllmSettings())
     sampling = Sampling(max_new_tokens=max_new_tokens, temperature=settings.temperature,
                         top_p=settings.top_p, seed=settings.seed)
     completions = backend.generate([e.prompt_messages for e in examples], sampling)
@@ -36,17 +35,15 @@ def finished_shard(path: Path, chunk: list[Example]) -> list[Generation] | None:
     return done if [g.example_id for g in done] == [e.id for e in chunk] else None
 
 
-@stage("generate")
-def generate(model: Artifact, model_ref: str, dtype: str, examples: Artifact, settings: GenerationSettings,
-             max_new_tokens: int, store: str) -> Artifact:
+@stage("generate", version="2", outputs=("generations.jsonl",))  # 2: written in resumable shards
+def generate(out: Path, model: Artifact, model_ref: str, dtype: str, examples: Artifact,
+             settings: GenerationSettings, vllm: VllmSettings | None, max_new_tokens: int) -> Artifact:
     """Answer every example of `examples` with `model`; writes `generations.jsonl`.
 
-    Work goes in shards of `settings.shard_size` prompts, each written atomically under `shards/`: a run
-    killed mid-stage resumes from its last finished shard (same stage folder, same content address).
+    `vllm` is the engine's settings when `settings.backend` is vllm, else None. Work goes in shards of
+    `settings.shard_size` prompts, each written atomically under `shards/`: a run killed mid-stage
+    resumes from its last finished shard (same stage folder, same content address).
     """
-    out = stage_dir(store, "generate", {"model": model, "model_ref": model_ref, "dtype": dtype,
-                                        "examples": examples, "settings": settings,
-                                        "max_new_tokens": max_new_tokens})
     log = run_logger()
     items = read_jsonl(Path(examples.path), Example)
     chunks = [items[i:i + settings.shard_size] for i in range(0, len(items), settings.shard_size)]
@@ -59,7 +56,7 @@ def generate(model: Artifact, model_ref: str, dtype: str, examples: Artifact, se
             resumed += len(done)
         else:
             start = time.perf_counter()
-            done = generate_answers(Path(model.path), model_ref, dtype, chunk, settings, max_new_tokens)
+            done = generate_answers(Path(model.path), model_ref, dtype, chunk, settings, vllm, max_new_tokens)
             seconds += time.perf_counter() - start
             tokens += sum(g.n_tokens for g in done)
             write_jsonl(shard_path(out, index), done)
@@ -72,6 +69,6 @@ def generate(model: Artifact, model_ref: str, dtype: str, examples: Artifact, se
     truncated = sum(g.finish_reason == "length" for g in gens)
     log.info("generated %d answers (%d tokens, %.0f tok/s, %d hit max_new_tokens) with %s",
              len(gens) - resumed, tokens, tokens / max(seconds, 1e-9), truncated,
-             resolve_backend_name(settings.backend))
+             settings.backend)
     return artifact_for(path, generations=len(gens), resumed=resumed, tokens=sum(g.n_tokens for g in gens),
                         seconds=round(seconds, 2), truncated=truncated)

@@ -1,18 +1,13 @@
-"""Judging stage: one Verdict per generation, by the task's judge."""
+"""Stage `judge`: one Verdict per generation, by the data source's judge."""
 from __future__ import annotations
 
-from collections import Counter
 from pathlib import Path
 
 from judges import get_judge
-from tasks.cache import stage_dir
-from tasks.errors import InputError
-from tasks.records import Artifact, Example, Generation, Verdict, artifact_for, read_jsonl, write_jsonl
-from tasks.stage import run_logger, stage
-
-
-class JudgeStageError(InputError):
-    """Too many verdicts were judge errors: the mix of targets would be silently wrong."""
+from tasks.core.errors import JudgeStageError
+from tasks.core.records import Artifact, Example, Generation, Verdict, artifact_for, read_jsonl, write_jsonl
+from tasks.core.stage import run_logger, stage
+from tasks.core.verdicts import decided_by_counts, outcome_counts
 
 
 def too_short(text: str, gold: str, min_length_ratio: float) -> bool:
@@ -61,27 +56,10 @@ def judge_generations(examples: list[Example], generations: list[Generation], ju
     return verdicts
 
 
-def outcome_counts(verdicts: list[Verdict]) -> dict[str, int]:
-    counts = Counter(v.outcome for v in verdicts)
-    return {k: counts.get(k, 0) for k in ("correct", "incorrect", "error")}
-
-
-def stage_counts(verdicts: list[Verdict]) -> dict[str, int]:
-    """How many verdicts each judge stage made, and how many LLM replies were unparseable."""
-    by = Counter(v.decided_by or "precheck" for v in verdicts)
-    unparseable = sum(v.decided_by == "llm" and v.reason.startswith("unparseable") for v in verdicts)
-    return {"by_normalized": by.get("normalized", 0), "by_llm": by.get("llm", 0),
-            "by_precheck": by.get("precheck", 0), "llm_unparseable": unparseable}
-
-
-@stage("judge")
-def judge(examples: Artifact, generations: Artifact, judge_name: str, judge_version: str,
-          max_error_fraction: float, store: str, min_length_ratio: float = 0.0,
-          reject_truncated: bool = False) -> Artifact:
-    """Judge `generations` against `examples`; writes `verdicts.jsonl`."""
-    out = stage_dir(store, "judge", {"examples": examples, "generations": generations, "judge_name": judge_name,
-                                     "judge_version": judge_version, "min_length_ratio": min_length_ratio,
-                                     "reject_truncated": reject_truncated})
+@stage("judge", version="3", outputs=("verdicts.jsonl",))  # 3: verdicts say which judge step decided
+def judge(out: Path, examples: Artifact, generations: Artifact, judge_name: str, judge_version: str,
+          max_error_fraction: float, min_length_ratio: float = 0.0, reject_truncated: bool = False) -> Artifact:
+    """Judge `generations` against `examples`; writes `verdicts.jsonl` (kept even when the stage fails)."""
     verdicts = judge_generations(read_jsonl(Path(examples.path), Example),
                                  read_jsonl(Path(generations.path), Generation), judge_name, min_length_ratio,
                                  reject_truncated)
@@ -94,5 +72,5 @@ def judge(examples: Artifact, generations: Artifact, judge_name: str, judge_vers
         raise JudgeStageError(f"{counts['error']} of {len(verdicts)} verdicts are judge errors (> "
                               f"judge.max_error_fraction={max_error_fraction}); see {path}. Fix the judge's "
                               f"environment, or raise the threshold knowingly")
-    stages = stage_counts(verdicts) if any(v.decided_by for v in verdicts) else {}  # two-stage judges
-    return artifact_for(path, n=len(verdicts), too_short=short, truncated=cut, **counts, **stages)
+    steps = decided_by_counts(verdicts) if any(v.decided_by for v in verdicts) else {}  # two-step judges
+    return artifact_for(path, n=len(verdicts), too_short=short, truncated=cut, **counts, **steps)

@@ -1,206 +1,28 @@
-"""Training stage: a LoRA adapter on one arm's targets, with the loss on answer tokens only.
-
-The same recipe and seed serve every arm. `training.launcher: accelerate` runs this module under
-`accelerate launch` (multi-GPU, FSDP/DeepSpeed through accelerate's own config) instead of in-process.
-"""
+"""Stage `train`: one arm's LoRA adapter on its targets (tasks.engines.lora), in-process or under
+`accelerate launch`; a killed run resumes from its last checkpoint, a finished adapter is never retrained."""
 from __future__ import annotations
 
-import argparse
 import json
-import math
-import os
-import shutil
-import subprocess
-import sys
-import time
 from pathlib import Path
 
-from tasks.cache import stage_dir
-from tasks.config import LoraSettings, TrainingSettings
-from tasks.records import Artifact, Target, artifact_for, read_jsonl, write_text_atomic
-from tasks.stage import run_logger, stage
-
-IGNORE = -100
+from tasks.core.records import Artifact, Target, artifact_for, read_jsonl
+from tasks.core.settings import LoraSettings, TrainingSettings
+from tasks.core.stage import run_logger, stage
+from tasks.engines.lora import train_adapter, train_with_accelerate
 
 
-def encode_target(tokenizer, messages: list[dict[str, str]], max_len: int) -> dict[str, list[int]] | None:
-    """Token ids of a conversation with labels masked to the final assistant answer.
-
-    Uses the chat template exactly as generation does. Returns None when the prompt alone does not fit.
-    """
-    prompt = tokenizer.apply_chat_template(messages[:-1], add_generation_prompt=True, tokenize=False)
-    full = tokenizer.apply_chat_template(messages, tokenize=False)
-    if not full.startswith(prompt):
-        raise ValueError("the chat template renders the prompt differently inside the full conversation; "
-                         "answer-only loss masking needs a prefix-stable template")
-    prompt_ids = tokenizer(prompt, add_special_tokens=False)["input_ids"]
-    answer_ids = tokenizer(full[len(prompt):], add_special_tokens=False)["input_ids"]
-    if len(prompt_ids) >= max_len:
-        return None
-    ids = (prompt_ids + answer_ids)[:max_len]
-    labels = ([IGNORE] * len(prompt_ids) + answer_ids)[:max_len]
-    return {"input_ids": ids, "attention_mask": [1] * len(ids), "labels": labels}
-
-
-def answer_only_loss(model, inputs: dict, num_items_in_batch=None):
-    """The causal-LM loss with the vocabulary projection only from the first answer position on.
-
-    Prompt positions have masked labels, so their logits are never used; projecting them onto the
-    49k-token vocabulary anyway costs ~15-20 % of a step on the bundled model. The call still goes
-    through the (possibly wrapped) model's forward, so accelerate/FSDP/DeepSpeed see a normal forward.
-    Equal to the model's own loss (tests/test_train.py): sum over answer tokens divided by
-    `num_items_in_batch` when the Trainer passes it (gradient accumulation), else their mean.
-    """
-    import torch
-    import torch.nn.functional as F
-
-    labels = inputs["labels"]
-    seq = labels.shape[1]
-    answer = (labels[:, 1:] != IGNORE).any(dim=0).nonzero()
-    start = int(answer[0]) if len(answer) else seq - 2  # first position whose next token is labelled
-    keep = torch.arange(start, seq - 1, device=labels.device)
-    outputs = model(input_ids=inputs["input_ids"], attention_mask=inputs.get("attention_mask"),
-                    logits_to_keep=keep)
-    logits = outputs.logits.float()
-    targets = labels[:, start + 1:].to(logits.device)
-    loss = F.cross_entropy(logits.reshape(-1, logits.shape[-1]), targets.reshape(-1), ignore_index=IGNORE,
-                           reduction="sum")
-    if num_items_in_batch is None:
-        return loss / (targets != IGNORE).sum().clamp(min=1)
-    return loss / num_items_in_batch
-
-
-def total_steps(n_examples: int, settings: TrainingSettings, world_size: int = 1) -> int:
-    per_step = settings.batch_size * settings.grad_accum * world_size
-    return settings.max_steps or max(1, math.ceil(settings.epochs * math.ceil(n_examples / per_step)))
-
-
-def last_complete_checkpoint(folder: Path) -> Path | None:
-    """The newest checkpoint written to its end: the Trainer saves trainer_state.json last."""
-    best: tuple[int, Path] | None = None
-    for d in folder.glob("checkpoint-*") if folder.is_dir() else []:
-        try:
-            step = int(json.loads((d / "trainer_state.json").read_text())["global_step"])
-        except (OSError, ValueError, KeyError, TypeError):
-            continue  # killed while saving: an older checkpoint (save_total_limit=2) is still whole
-        if best is None or step > best[0]:
-            best = (step, d)
-    return best[1] if best else None
-
-
-def train_adapter(model_dir: Path, targets: list[Target], lora: LoraSettings, settings: TrainingSettings,
-                  out: Path) -> dict:
-    """Fine-tune a LoRA adapter; saves it (PEFT format) to `out/adapter` and returns training stats."""
-    import torch
-    from datasets import Dataset
-    from peft import LoraConfig, get_peft_model
-    from transformers import (AutoModelForCausalLM, AutoTokenizer, DataCollatorForSeq2Seq, Trainer,
-                              TrainingArguments, set_seed)
-
-    if not targets:
-        raise ValueError("no training targets: the train split is empty. Fix: raise data.train_size")
-    if not torch.cuda.is_available():
-        torch.set_num_threads(settings.threads or os.cpu_count() or 1)
-    set_seed(settings.seed)
-    tokenizer = AutoTokenizer.from_pretrained(model_dir)
-    if tokenizer.pad_token is None:
-        tokenizer.pad_token = tokenizer.eos_token
-    encoded = [e for t in targets if (e := encode_target(tokenizer, t.messages, settings.max_seq_len))]
-    for e in encoded:
-        e["length"] = len(e["input_ids"])  # read by the length-grouped sampler
-    dropped = len(targets) - len(encoded)
-    model = AutoModelForCausalLM.from_pretrained(model_dir, dtype=torch.float32)
-    model = get_peft_model(model, LoraConfig(r=lora.r, lora_alpha=lora.alpha, lora_dropout=lora.dropout,
-                                             target_modules=lora.target_modules, task_type="CAUSAL_LM"))
-    world = int(os.environ.get("WORLD_SIZE", "1"))
-    steps = total_steps(len(encoded), settings, world)
-    args = TrainingArguments(
-        output_dir=str(out / "checkpoints"), per_device_train_batch_size=settings.batch_size,
-        gradient_accumulation_steps=settings.grad_accum, learning_rate=settings.learning_rate,
-        max_steps=steps, lr_scheduler_type=settings.lr_scheduler,
-        warmup_steps=int(settings.warmup_ratio * steps), weight_decay=settings.weight_decay,
-        logging_steps=1, save_strategy="steps" if settings.save_steps else "no", save_steps=settings.save_steps or 1,
-        save_total_limit=2, report_to="none", seed=settings.seed, data_seed=settings.seed,
-        bf16=settings.bf16, use_cpu=not torch.cuda.is_available(), remove_unused_columns=False,
-        train_sampling_strategy="group_by_length" if settings.group_by_length else "random",
-        disable_tqdm=False)
-    class AnswerLossTrainer(Trainer):
-        def compute_loss(self, model, inputs, return_outputs=False, num_items_in_batch=None):
-            loss = answer_only_loss(model, inputs, num_items_in_batch)
-            if self.args.average_tokens_across_devices and num_items_in_batch is not None:
-                loss = loss * (self.accelerator.num_processes // self.get_tp_size())  # as Trainer.compute_loss
-            return (loss, None) if return_outputs else loss
-
-    pad = DataCollatorForSeq2Seq(tokenizer, padding=True, label_pad_token_id=IGNORE)
-    trainer = AnswerLossTrainer(model=model, args=args, train_dataset=Dataset.from_list(encoded),
-                      data_collator=lambda batch: pad([{k: v for k, v in f.items() if k != "length"} for f in batch]))
-    resume = last_complete_checkpoint(out / "checkpoints")
-    resumed_from = int(resume.name.split("-")[-1]) if resume else 0
-    if resume:
-        run_logger().info("resuming training from %s (step %d of %d)", resume, resumed_from, steps)
-    start = time.perf_counter()
-    result = trainer.train(resume_from_checkpoint=str(resume) if resume else None)
-    seconds = time.perf_counter() - start
-    if trainer.is_world_process_zero():
-        model.save_pretrained(out / "adapter.tmp")
-        tokenizer.save_pretrained(out / "adapter.tmp")
-        shutil.rmtree(out / "adapter", ignore_errors=True)
-        (out / "adapter.tmp").replace(out / "adapter")  # a folder that exists is a whole adapter
-    mean_len = sum(len(e["input_ids"]) for e in encoded) / len(encoded)
-    tokens = mean_len * (steps - resumed_from) * settings.batch_size * settings.grad_accum * world  # padding aside
-    losses = [h["loss"] for h in trainer.state.log_history if "loss" in h]
-    stats = {"steps": steps, "examples": len(encoded), "dropped_too_long": dropped, "seconds": round(seconds, 2),
-             "train_loss": float(result.training_loss), "final_loss": losses[-1] if losses else float("nan"),
-             "tokens_per_s": round(tokens / max(seconds, 1e-9), 1), "resumed_from_step": resumed_from,
-             "loss_history": losses}
-    write_text_atomic(out / "train_log.json", json.dumps(stats, indent=1))
-    if trainer.is_world_process_zero():
-        shutil.rmtree(out / "checkpoints", ignore_errors=True)  # the adapter is saved; resuming is moot
-    return stats
-
-
-def accelerate_command(targets: Path, model_dir: Path, lora: LoraSettings, settings: TrainingSettings,
-                       out: Path) -> list[str]:
-    """The `accelerate launch` command that runs this module's entry point on every device."""
-    return [sys.executable, "-m", "accelerate.commands.launch", *settings.accelerate_args, "-m", "tasks.train",
-            "--targets", str(targets), "--model", str(model_dir), "--out", str(out),
-            "--lora", lora.model_dump_json(), "--training", settings.model_dump_json()]
-
-
-@stage("train")
-def train(model: Artifact, targets: Artifact, lora: LoraSettings, settings: TrainingSettings,
-          store: str) -> Artifact:
+# No outputs for the stage's MLflow run: the arm's run carries the adapter and train_log.json.
+@stage("train", version="1")
+def train(out: Path, model: Artifact, targets: Artifact, lora: LoraSettings, settings: TrainingSettings) -> Artifact:
     """Train one arm's LoRA adapter on its targets; the artifact is the adapter folder."""
-    out = stage_dir(store, "train", {"model": model, "targets": targets, "lora": lora, "settings": settings})
-    log = run_logger()
     if (out / "train_log.json").is_file() and (out / "adapter").is_dir():  # finished before a kill: keep it
         stats = json.loads((out / "train_log.json").read_text())
     elif settings.launcher == "accelerate":
-        cmd = accelerate_command(Path(targets.path), Path(model.path), lora, settings, out)
-        log.info("launching: %s", " ".join(cmd))
-        subprocess.run(cmd, check=True)
-        stats = json.loads((out / "train_log.json").read_text())
+        stats = train_with_accelerate(Path(targets.path), Path(model.path), lora, settings, out)
     else:
         stats = train_adapter(Path(model.path), read_jsonl(Path(targets.path), Target), lora, settings, out)
-    log.info("trained %d steps in %.0f s (loss %.3f -> %.3f, %.0f tok/s)", stats["steps"], stats["seconds"],
-             stats["loss_history"][0] if stats["loss_history"] else float("nan"), stats["final_loss"],
-             stats["tokens_per_s"])
+    run_logger().info("trained %d steps in %.0f s (loss %.3f -> %.3f, %.0f tok/s)", stats["steps"],
+                      stats["seconds"], stats["loss_history"][0] if stats["loss_history"] else float("nan"),
+                      stats["final_loss"], stats["tokens_per_s"])
     counts = {k: v for k, v in stats.items() if isinstance(v, (int, float))}
     return artifact_for(out / "adapter", **counts)
-
-
-def main(argv: list[str] | None = None) -> None:
-    """Entry point for `accelerate launch -m tasks.train`."""
-    p = argparse.ArgumentParser(description="Train a LoRA adapter on a targets.jsonl")
-    p.add_argument("--targets", type=Path, required=True)
-    p.add_argument("--model", type=Path, required=True)
-    p.add_argument("--out", type=Path, required=True)
-    p.add_argument("--lora", required=True)
-    p.add_argument("--training", required=True)
-    a = p.parse_args(argv)
-    train_adapter(a.model, read_jsonl(a.targets, Target), LoraSettings.model_validate_json(a.lora),
-                  TrainingSettings.model_validate_json(a.training), a.out)
-
-
-if __name__ == "__main__":
-    main()

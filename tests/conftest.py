@@ -19,7 +19,7 @@ def bundled_tokenizer():
     """The bundled SmolLM2 tokenizer, read straight from its GGUF (no weights)."""
     from transformers import AutoTokenizer
 
-    from tasks.models import bundled_gguf
+    from tasks.engines.models import bundled_gguf
 
     gguf = bundled_gguf("smollm2-135m-instruct")
     return AutoTokenizer.from_pretrained(gguf.parent, gguf_file=gguf.name)
@@ -44,7 +44,7 @@ def tiny_model_dir(tmp_path_factory, bundled_tokenizer) -> Path:
 @pytest.fixture(scope="session")
 def bundled_model_dir(tmp_path_factory) -> Path:
     """The bundled SmolLM2 converted to a transformers folder (once per test session)."""
-    from tasks.models import bundled_gguf, convert_gguf
+    from tasks.engines.models import bundled_gguf, convert_gguf
 
     return convert_gguf(bundled_gguf("smollm2-135m-instruct"), tmp_path_factory.mktemp("smollm2") / "model")
 

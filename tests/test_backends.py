@@ -4,8 +4,8 @@ from pathlib import Path
 
 import pytest
 
-from tasks.backends import HfBackend, Sampling, VllmBackend
-from tasks.config import VllmSettings
+from tasks.engines.backends import HfBackend, Sampling, VllmBackend
+from tasks.core.settings import VllmSettings
 
 PROMPTS = [
     "What is 12 times 7?",

@@ -6,10 +6,12 @@ import os
 
 import pytest
 
-from tasks.benchmark import (BenchmarkDataError, convert_mirror, lm_eval_tasks_dir, metrics_from_results,
-                             render_task_yamls, sample_indices)
-from tasks.config import BenchmarkSettings
-from tasks.report import ArmResult, general_drops, markdown_table
+from flows.report import markdown_table
+from flows.results import ArmResult, general_drops
+from tasks.core.errors import BenchmarkDataError
+from tasks.data.benchmark_mirror import convert_mirror
+from tasks.engines.harness import lm_eval_tasks_dir, metrics_from_results, render_task_yamls, sample_indices
+from tasks.core.settings import BenchmarkSettings
 
 os.environ.setdefault("HF_DATASETS_OFFLINE", "1")
 
@@ -142,7 +144,7 @@ def test_metrics_drops_and_report():
 
 
 def test_several_seeds_report_their_mean_and_spread():
-    from tasks.report import SeedResult, aggregate_seeds
+    from flows.results import SeedResult, aggregate_seeds
 
     per_seed = [SeedResult(seed=s, accuracy=a, stderr=0.01, n=100, general={"mmlu/acc": m, "mmlu/acc_stderr": 0.02})
                 for s, a, m in ((0, 0.10, 0.30), (1, 0.20, 0.32), (2, 0.30, 0.34))]

@@ -4,9 +4,9 @@ import importlib.util
 
 import pytest
 
-from tasks.benchmark import lm_for
-from tasks.config import BenchmarkSettings
-from tasks.evaluate import merge_adapter
+from tasks.core.settings import BenchmarkSettings, VllmSettings
+from tasks.engines.harness import lm_for
+from tasks.merge import merge_adapter
 
 REQUESTS = [("Q: What is the capital of France?\nA:", " Paris is the capital of France."),
             ("The following are multiple choice questions (with answers) about astronomy.\n\n"
@@ -45,7 +45,7 @@ def _check(base: list[float], lora: list[float], merged: list[float], tol: float
 def test_hf_backend_applies_the_adapter(bundled_model_dir, adapter_and_merged):
     adapter, merged = adapter_and_merged
     settings = BenchmarkSettings(batch_size=4)
-    scores = [_loglikelihoods(lm_for("hf", model, peft, settings, "float32"))
+    scores = [_loglikelihoods(lm_for(model, peft, settings, VllmSettings(), "float32"))
               for model, peft in ((bundled_model_dir, None), (bundled_model_dir, adapter), (merged, None))]
     _check(*scores, tol=2e-3)
 
@@ -72,7 +72,7 @@ def test_vllm_backend_applies_the_adapter(bundled_model_dir, adapter_and_merged)
     settings = BenchmarkSettings(backend="vllm", max_length=512)
     scores = []
     for model, peft in ((bundled_model_dir, None), (bundled_model_dir, adapter), (merged, None)):
-        lm = lm_for("vllm", model, peft, settings, "float32")
+        lm = lm_for(model, peft, settings, VllmSettings(), "float32")
         try:
             scores.append(_loglikelihoods(lm))
         finally:

@@ -1,25 +1,79 @@
-"""Content addressing: keys follow content and the config subset a stage uses, not locations."""
-from tasks.cache import stage_key
-from tasks.config import load_config
-from tasks.records import Artifact
+"""Content addressing: keys follow content and the settings a stage's output depends on, computed from the
+very inputs the flow passes (flows/dag.py), not from hand-made parameter dicts."""
+import pytest
+
+from flows.dag import Model, generate_inputs, train_inputs
+from tasks.core.config_file import load_config
+from tasks.core.records import Artifact
+from tasks.generate import generate
+from tasks.train import train
+
+BASE = Model(Artifact(path="/models/base", sha256="m0"), "bundled:smollm2-135m-instruct")
+EXAMPLES = Artifact(path="/store/load_examples/x/examples.jsonl", sha256="e0")
+TARGETS = Artifact(path="/store/targets/y/targets.jsonl", sha256="t0")
 
 
-def _art(sha, path="/a"):
-    return Artifact(path=path, sha256=sha)
+def _keys(*overrides: str) -> tuple[str, str]:
+    """(generate key of the train split, train key of one arm) for the quickstart with `overrides`."""
+    cfg = load_config("configs/quickstart.yaml", list(overrides))
+    return (generate.key(**generate_inputs(cfg, BASE, EXAMPLES, cfg.generation.max_new_tokens)),
+            train.key(**train_inputs(cfg, BASE, TARGETS, cfg.training.seed)))
 
 
-def test_key_depends_on_content_not_location():
-    a = stage_key("generate", {"examples": _art("x", "/one"), "max_new_tokens": 8, "store": "/s1"})
-    b = stage_key("generate", {"examples": _art("x", "/two"), "max_new_tokens": 8, "store": "/s2"})
-    c = stage_key("generate", {"examples": _art("y"), "max_new_tokens": 8, "store": "/s1"})
-    d = stage_key("generate", {"examples": _art("x"), "max_new_tokens": 9, "store": "/s1"})
-    assert a == b and len({a, c, d}) == 3
+def test_keys_depend_on_content_not_location():
+    cfg = load_config("configs/quickstart.yaml")
+    moved = Model(Artifact(path="/elsewhere/base", sha256="m0"), BASE.ref)
+    other = Model(Artifact(path="/models/base", sha256="m1"), BASE.ref)
+    key = lambda model: generate.key(**generate_inputs(cfg, model, EXAMPLES, 8))
+    assert key(BASE) == key(moved) != key(other)
+    assert key(BASE) != generate.key(**generate_inputs(cfg, BASE, EXAMPLES, 9))
 
 
-def test_training_hyperparameter_only_changes_training_keys():
-    base = load_config(None)
-    changed = load_config(None, ["training.learning_rate=1e-3"])
-    gen = lambda cfg: stage_key("generate", {"settings": cfg.generation, "max_new_tokens": 8})
-    train = lambda cfg: stage_key("train", {"settings": cfg.training, "lora": cfg.lora})
-    assert gen(base) == gen(changed)
-    assert train(base) != train(changed)
+def test_a_training_hyperparameter_changes_training_keys_only():
+    gen, tr = _keys()
+    gen2, tr2 = _keys("training.learning_rate=1e-3")
+    assert gen == gen2 and tr != tr2
+
+
+@pytest.mark.parametrize("runtime", ["training.threads=1", "training.save_steps=7", "training.launcher=accelerate",
+                                     "data.mirror=/somewhere/else"])
+def test_settings_that_cannot_change_training_keep_its_key(runtime):
+    assert _keys(runtime) == _keys()
+
+
+@pytest.mark.parametrize("runtime", ["generation.shard_size=3", "vllm.kv_cache_gib=2",
+                                     "vllm.gpu_memory_utilization=0.5"])
+def test_settings_that_cannot_change_generation_keep_its_key(runtime):
+    assert _keys(runtime) == _keys()
+
+
+def test_auto_is_resolved_before_hashing():
+    """`generation.backend: auto` hashes as the backend it becomes here, so naming that backend is a hit."""
+    resolved = load_config("configs/quickstart.yaml").generation.resolved().backend
+    assert resolved in ("vllm", "hf")
+    assert _keys("generation.backend=auto") == _keys(f"generation.backend={resolved}")
+    assert _keys("generation.backend=auto")[0] != _keys(f"generation.backend={'hf' if resolved == 'vllm' else 'vllm'}")[0]
+
+
+def test_engine_settings_enter_a_key_only_when_that_engine_runs():
+    hf = ("generation.backend=hf",)
+    assert _keys(*hf, "vllm.max_model_len=4096") == _keys(*hf)  # vLLM's settings: not hf generation's
+    assert _keys("generation.backend=vllm", "vllm.max_model_len=4096") != _keys("generation.backend=vllm")
+    assert _keys("generation.backend=vllm", "generation.hf_batch_size=3") == _keys("generation.backend=vllm")
+    assert _keys(*hf, "generation.hf_batch_size=3") != _keys(*hf)
+
+
+def test_stage_versions_and_names_are_declared_once_on_the_stage():
+    import importlib
+    import pkgutil
+
+    import tasks
+
+    contracts = {}
+    for info in pkgutil.iter_modules(tasks.__path__):
+        if info.ispkg:
+            continue
+        stages = [v for v in vars(importlib.import_module(f"tasks.{info.name}")).values() if hasattr(v, "contract")]
+        assert len(stages) == 1 and stages[0].contract.name == info.name, info.name
+        contracts[info.name] = stages[0].contract
+    assert len(contracts) >= 13 and all(c.version for c in contracts.values())

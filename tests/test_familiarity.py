@@ -6,7 +6,7 @@ from pathlib import Path
 import pytest
 
 from tasks.familiarity import answer_logprobs, familiarity
-from tasks.records import Target, artifact_for, write_jsonl
+from tasks.core.records import Target, artifact_for, write_jsonl
 
 Q = [{"role": "user", "content": "What is 2+2?"}]
 
@@ -19,7 +19,7 @@ def test_mean_token_logprob_equals_minus_the_models_answer_loss(tiny_model_dir, 
     import torch
     from transformers import AutoModelForCausalLM
 
-    from tasks.train import encode_target
+    from tasks.engines.lora import encode_target
 
     convs = [Q + [{"role": "assistant", "content": a}] for a in ("2+2 = 4. The answer is: 4", "Four.", "x" * 50)]
     got = answer_logprobs(tiny_model_dir, convs, batch_size=2)  # padding inside a batch must not matter

@@ -3,7 +3,7 @@ import pytest
 
 from judges import get_judge, judge_names
 from judges.math import extract_answer, gold_answer, normalize_number
-from tasks.records import Example
+from tasks.core.records import Example
 
 CASES = [
     ("Natalia sold 48/2 = 24 clips in May.\n#### 72", "72"),
@@ -42,10 +42,6 @@ def test_extract_answer(text, expected):
     assert extract_answer(text) == expected
 
 
-def test_there_are_enough_golden_cases():
-    assert len(CASES) >= 25
-
-
 @pytest.mark.parametrize("raw,expected", [("18.0", "18"), ("$1,000", "1000"), ("-0.50", "-0.5"), ("007", "7"),
                                           ("abc", None)])
 def test_normalize_number(raw, expected):
@@ -53,7 +49,7 @@ def test_normalize_number(raw, expected):
 
 
 def _example(gold: str) -> Example:
-    return Example(id="x", task="gsm8k", prompt_messages=[{"role": "user", "content": "q"}], gold=gold)
+    return Example(id="x", source="gsm8k", prompt_messages=[{"role": "user", "content": "q"}], gold=gold)
 
 
 def test_judge_verdicts_keep_reason_and_extraction():

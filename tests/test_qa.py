@@ -7,15 +7,19 @@ from pathlib import Path
 import pytest
 
 from judges.qa import NO_MATCH, QAJudge, llm_verdict, matched_alias, normalize, parse_yes_no
-from tasks.judge import judge_generations, stage_counts
-from tasks.judge_check import DEFAULT_CASES, agreement, load_cases, stage1
-from tasks.llm_judge import judge_prompts, merge_llm_verdicts
-from tasks.records import Example, Generation
-from tasks.sources import DataError, load_examples, nq_example, nq_split_of
+from flows.judge_check import DEFAULT_CASES, agreement, first_step, load_cases
+from tasks.core.verdicts import decided_by_counts
+from tasks.judge import judge_generations
+from tasks.llm_judge_merge import merge_llm_verdicts
+from tasks.llm_judge_prompts import judge_prompts
+from tasks.core.records import Example, Generation
+from tasks.core.errors import DataError
+from tasks.data import read_examples
+from tasks.data.nq import nq_example, nq_split_of
 
 
 def _ex(answers, question="who wrote it") -> Example:
-    return Example(id="q", task="nq", prompt_messages=[{"role": "user", "content": f"passage...\n\nQuestion: {question}"}],
+    return Example(id="q", source="nq", prompt_messages=[{"role": "user", "content": f"passage...\n\nQuestion: {question}"}],
                    gold=answers[0], meta={"answers": answers, "question": question})
 
 
@@ -53,7 +57,7 @@ def test_unparseable_judge_output_is_an_error_counted_never_a_guess():
     assert [v.outcome for v in decided] == ["correct", "incorrect", "error"]
     assert all(v.decided_by == "llm" for v in decided)
     assert decided[2].reason.startswith("unparseable")
-    assert stage_counts(decided) == {"by_normalized": 0, "by_llm": 3, "by_precheck": 0, "llm_unparseable": 1}
+    assert decided_by_counts(decided) == {"by_normalized": 0, "by_llm": 3, "by_precheck": 0, "llm_unparseable": 1}
 
 
 def test_only_deferred_answers_reach_the_llm_and_only_they_change():
@@ -79,7 +83,7 @@ def test_labelled_set_normalized_stage_agreement():
     assert len(rows) >= 60
     kinds = Counter(r["kind"] for r in rows)
     assert {"paraphrase", "partial", "wrong", "hedge", "empty", "non_answer"} <= set(kinds)
-    verdicts = stage1(examples, gens)
+    verdicts = first_step(examples, gens)
     result = agreement(verdicts, rows)
     assert result["agreement"] >= 0.75, result
     wrong_kinds = {r["kind"] for v, r in zip(verdicts, rows) if (v.outcome == "correct") != r["label"]}
@@ -91,16 +95,16 @@ def test_labelled_set_normalized_stage_agreement():
 def test_nq_mirror_split_is_deterministic_disjoint_and_complete(mirror):
     if not (mirror / "nq" / "nq-open-oracle.jsonl.gz").is_file():
         pytest.skip("no NQ oracle file in the mirror")
-    train = load_examples("nq", "train", None, 0, mirror, None)
-    test = load_examples("nq", "test", None, 0, mirror, None)
+    train = read_examples("nq", "train", None, 0, mirror, None)
+    test = read_examples("nq", "test", None, 0, mirror, None)
     with gzip.open(mirror / "nq" / "nq-open-oracle.jsonl.gz", "rt") as fh:
         n_rows = sum(1 for line in fh if line.strip())
     assert len(train) + len(test) == n_rows == 2655
     assert 0.15 < len(test) / n_rows < 0.25
     assert not {e.meta["question"] for e in train} & {e.meta["question"] for e in test}
     assert all(nq_split_of(e.meta["question"]) == "test" for e in test)
-    sample = load_examples("nq", "test", 5, 3, mirror, None)
-    assert sample == load_examples("nq", "test", 5, 3, mirror, None) and len(sample) == 5
+    sample = read_examples("nq", "test", 5, 3, mirror, None)
+    assert sample == read_examples("nq", "test", 5, 3, mirror, None) and len(sample) == 5
     e = test[0]
     assert e.meta["answers"] and e.gold == e.meta["answers"][0]
     assert "Passage (" in e.prompt_messages[-1]["content"] and e.meta["question"].rstrip("?") in e.prompt_messages[-1]["content"]

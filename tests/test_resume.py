@@ -120,7 +120,7 @@ def _benchmark_started(out: Path) -> list[Path]:
 @pytest.mark.slow
 def test_kill_during_benchmarking_recomputes_only_the_benchmark(tmp_path, tiny_model_dir, mirror, prefect_server):
     out = tmp_path / "out"
-    extra = TINY_RANDOM + ["arms=[base]", "benchmarks.tasks=[truthfulqa_mc1]", "benchmarks.truthfulqa_limit=2"]
+    extra = TINY_RANDOM + ["arms=[base]", "benchmarks.names=[truthfulqa_mc1]", "benchmarks.truthfulqa_limit=2"]
     _run_and_kill(out, tiny_model_dir, extra, _benchmark_started, prefect_server)
     assert not list(out.glob("store/benchmark/*/metrics.json"))  # killed inside the stage
     _no_half_written_jsonl(out)

@@ -9,8 +9,8 @@ import pytest
 
 from judges.code import CodeJudge, extract_code, program_for
 from judges.sandbox import Limits, run_program
-from tasks.records import Example
-from tasks.sources import load_examples
+from tasks.core.records import Example
+from tasks.data import read_examples
 
 LIMITS = Limits(timeout_s=4, cpu_s=4, memory_mib=512)
 
@@ -58,16 +58,22 @@ def test_hostile_program_is_judged_incorrect_and_the_host_is_intact(name, tmp_pa
     victim = victim_dir / "keep.txt"
     victim.write_text("precious")
     program, expected = HOSTILE[name]
+    parent = os.getppid()
+    bystander = subprocess.Popen(["sleep", "60"])  # in the test's own process group
     start = time.monotonic()
-    outcome = run_program(program.format(victim=str(victim), victim_dir=str(victim_dir)), LIMITS)
-    assert not outcome.passed
-    assert outcome.status == expected, outcome
-    assert outcome.reason
-    assert time.monotonic() - start < LIMITS.timeout_s + 6
-    assert sorted(p.name for p in victim_dir.iterdir()) == ["keep.txt"]
-    assert victim.read_text() == "precious"
-    assert _runner_processes() == []
-    assert os.getpid() > 0  # we are alive: the parent was not killed
+    try:
+        outcome = run_program(program.format(victim=str(victim), victim_dir=str(victim_dir)), LIMITS)
+        assert not outcome.passed
+        assert outcome.status == expected, outcome
+        assert outcome.reason
+        assert time.monotonic() - start < LIMITS.timeout_s + 6
+        assert sorted(p.name for p in victim_dir.iterdir()) == ["keep.txt"]
+        assert victim.read_text() == "precious"
+        assert _runner_processes() == []
+        assert bystander.poll() is None and os.getppid() == parent  # no signal left the sandbox's own group
+    finally:
+        bystander.kill()
+        bystander.wait()
 
 
 def test_the_cpu_limit_is_a_timeout_even_when_the_program_ignores_its_signal():
@@ -112,7 +118,7 @@ def test_code_extraction(text, expected):
 
 
 def _examples(task: str, mirror: Path, splits: tuple[str, ...]) -> list[Example]:
-    return [e for s in splits for e in load_examples(task, s, None, 0, mirror, None)]
+    return [e for s in splits for e in read_examples(task, s, None, 0, mirror, None)]
 
 
 def test_every_gold_solution_passes_its_own_tests(mirror):

@@ -3,13 +3,15 @@ import json
 
 import pytest
 
-from tasks.sources import DataError, load_examples, subsample
+from tasks.core.errors import DataError
+from tasks.data import read_examples
+from tasks.data.sources import subsample
 
 
 def test_gsm8k_from_mirror_is_deterministic_and_clean(mirror):
-    a = load_examples("gsm8k", "train", 20, seed=3, mirror=mirror, system_prompt=None)
-    b = load_examples("gsm8k", "train", 20, seed=3, mirror=mirror, system_prompt=None)
-    c = load_examples("gsm8k", "train", 20, seed=4, mirror=mirror, system_prompt=None)
+    a = read_examples("gsm8k", "train", 20, seed=3, mirror=mirror, system_prompt=None)
+    b = read_examples("gsm8k", "train", 20, seed=3, mirror=mirror, system_prompt=None)
+    c = read_examples("gsm8k", "train", 20, seed=4, mirror=mirror, system_prompt=None)
     assert [e.id for e in a] == [e.id for e in b] != [e.id for e in c]
     assert all("<<" not in e.gold and "####" in e.gold for e in a)  # calculator annotations stripped
     assert all(e.meta["final_answer"] for e in a)
@@ -17,11 +19,11 @@ def test_gsm8k_from_mirror_is_deterministic_and_clean(mirror):
 
 
 def test_full_split_sizes(mirror):
-    assert len(load_examples("gsm8k", "test", None, 0, mirror, None)) == 1319
+    assert len(read_examples("gsm8k", "test", None, 0, mirror, None)) == 1319
 
 
 def test_system_prompt_is_prepended(mirror):
-    e = load_examples("gsm8k", "test", 1, 0, mirror, "Be brief.")[0]
+    e = read_examples("gsm8k", "test", 1, 0, mirror, "Be brief.")[0]
     assert e.prompt_messages[0] == {"role": "system", "content": "Be brief."}
 
 
@@ -39,14 +41,14 @@ def _mirror_with(tmp_path, rows):
 def test_missing_field_names_field_and_fix(tmp_path):
     mirror = _mirror_with(tmp_path, [{"question": "q?", "answer": "#### 1"}, {"question": "q2"}])
     with pytest.raises(DataError, match=r"row 1 lacks field\(s\) \['answer'\].*Fix"):
-        load_examples("gsm8k", "train", None, 0, mirror, None)
+        read_examples("gsm8k", "train", None, 0, mirror, None)
 
 
 def test_empty_split_and_missing_file(tmp_path):
     with pytest.raises(DataError, match="the split is empty"):
-        load_examples("gsm8k", "train", None, 0, _mirror_with(tmp_path, []), None)
+        read_examples("gsm8k", "train", None, 0, _mirror_with(tmp_path, []), None)
     with pytest.raises(DataError, match="does not exist.*S3FT_DATA_MIRROR"):
-        load_examples("gsm8k", "test", None, 0, tmp_path, None)
+        read_examples("gsm8k", "test", None, 0, tmp_path, None)
 
 
 @pytest.mark.parametrize("task, sizes", [
@@ -55,9 +57,9 @@ def test_empty_split_and_missing_file(tmp_path):
 ])
 def test_mbpp_official_splits_by_task_id(mirror, task, sizes):
     for split, n in sizes.items():
-        examples = load_examples(task, split, None, 0, mirror, None)
+        examples = read_examples(task, split, None, 0, mirror, None)
         assert len(examples) == n, split
-    test = load_examples(task, "test", None, 0, mirror, None)
+    test = read_examples(task, "test", None, 0, mirror, None)
     first = test[0]
     assert 11 <= first.meta["task_id"] <= 510 and len(first.meta["tests"]) >= 1
     prompt = first.prompt_messages[-1]["content"]
@@ -66,7 +68,7 @@ def test_mbpp_official_splits_by_task_id(mirror, task, sizes):
 
 
 def test_humaneval_comes_from_the_package(mirror):
-    examples = load_examples("humaneval", "test", None, 0, mirror, None)
+    examples = read_examples("humaneval", "test", None, 0, mirror, None)
     assert len(examples) == 164
     assert examples[0].meta["tests"][-1] == f"check({examples[0].meta['entry_point']})"
 
@@ -75,4 +77,4 @@ def test_mbpp_mirror_missing_task_id_is_named(tmp_path):
     (tmp_path / "mbpp").mkdir()
     (tmp_path / "mbpp" / "mbpp.jsonl").write_text(json.dumps({"text": "t", "code": "c", "test_list": ["x"]}) + "\n")
     with pytest.raises(DataError, match=r"task_id"):
-        load_examples("mbpp", "test", None, 0, tmp_path, None)
+        read_examples("mbpp", "test", None, 0, tmp_path, None)

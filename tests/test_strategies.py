@@ -1,10 +1,10 @@
 """Target strategies and the paraphrase guard: the choice S3FT is about."""
 from tasks.judge import judge_generations
-from tasks.records import Example, Generation, Verdict
-from tasks.strategies import Evidence, build_targets, get_strategy
-from tasks.targets import source_counts
+from tasks.core.records import Example, Generation, Verdict
+from tasks.methods.evidence import Evidence
+from tasks.methods.strategies import build_targets, get_strategy, source_counts
 
-EX = Example(id="e", task="gsm8k", prompt_messages=[{"role": "user", "content": "2+2?"}], gold="2 + 2 = 4\n#### 4")
+EX = Example(id="e", source="gsm8k", prompt_messages=[{"role": "user", "content": "2+2?"}], gold="2 + 2 = 4\n#### 4")
 
 
 def _v(outcome):

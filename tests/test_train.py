@@ -4,9 +4,9 @@ import sys
 
 import pytest
 
-from tasks.config import LoraSettings, TrainingSettings
-from tasks.records import Target
-from tasks.train import IGNORE, accelerate_command, answer_only_loss, encode_target, total_steps, train_adapter
+from tasks.core.settings import LoraSettings, TrainingSettings
+from tasks.core.records import Target
+from tasks.engines.lora import IGNORE, accelerate_command, answer_only_loss, encode_target, total_steps, train_adapter
 
 MSGS = [{"role": "user", "content": "What is 2+2?"}, {"role": "assistant", "content": "2+2 = 4. The answer is: 4"}]
 
@@ -84,9 +84,33 @@ def test_empty_targets_fail_clearly(tiny_model_dir, tmp_path):
         train_adapter(tiny_model_dir, [], LoraSettings(), TrainingSettings(), tmp_path)
 
 
-def test_accelerate_launcher_command(tmp_path):
+@pytest.mark.slow
+def test_accelerate_launcher_trains_the_same_adapter_as_in_process(tiny_model_dir, tmp_path):
+    """`training.launcher: accelerate` (one process, accelerate's defaults) runs the same recipe through
+    `accelerate launch`: the same losses and the same adapter weights, which is why the launcher is not
+    part of the train stage's cache key."""
+    from safetensors.torch import load_file
+
+    from tasks.core.records import write_jsonl
+    from tasks.engines.lora import train_with_accelerate
+
+    targets = [Target(example_id=str(i), source="gold", messages=MSGS) for i in range(6)]
+    settings = TrainingSettings(max_steps=3, batch_size=2, learning_rate=1e-2, save_steps=None)
+    local = train_adapter(tiny_model_dir, targets, LoraSettings(), settings, tmp_path / "local")
+    launched = train_with_accelerate(write_jsonl(tmp_path / "targets.jsonl", targets), tiny_model_dir, LoraSettings(),
+                                     settings.model_copy(update={"launcher": "accelerate"}), tmp_path / "launched")
+    assert launched["loss_history"] == pytest.approx(local["loss_history"], rel=1e-5)
+    a = load_file(tmp_path / "local" / "adapter" / "adapter_model.safetensors")
+    b = load_file(tmp_path / "launched" / "adapter" / "adapter_model.safetensors")
+    import torch
+
+    assert a.keys() == b.keys() and all(torch.allclose(a[k], b[k], atol=1e-6) for k in a)
+    assert not (tmp_path / "launched" / "checkpoints").exists()
+
+
+def test_accelerate_command_runs_this_module_with_the_users_arguments(tmp_path):
     s = TrainingSettings(launcher="accelerate", accelerate_args=["--num_processes", "8", "--multi_gpu"])
     cmd = accelerate_command(tmp_path / "t.jsonl", tmp_path / "m", LoraSettings(), s, tmp_path / "o")
     assert cmd[:3] == [sys.executable, "-m", "accelerate.commands.launch"]
-    assert cmd[3:6] == ["--num_processes", "8", "--multi_gpu"] and cmd[6:8] == ["-m", "tasks.train"]
+    assert cmd[3:6] == ["--num_processes", "8", "--multi_gpu"] and cmd[6:8] == ["-m", "tasks.engines.lora"]
     assert TrainingSettings.model_validate_json(cmd[cmd.index("--training") + 1]) == s

@@ -122,7 +122,7 @@ def test_runs_are_tagged_for_comparison_and_adapters_registered(deployed_run):
     mlflow.set_tracking_uri(f"sqlite:///{out / 'mlflow.db'}")
     exp = mlflow.get_experiment_by_name("s3ft-tiny")
     runs = mlflow.search_runs([exp.experiment_id], "tags.config = 'tiny'", output_format="list")
-    assert runs and all(r.data.tags.get(k) for r in runs for k in ("git_commit", "data_hash", "task", "model"))
+    assert runs and all(r.data.tags.get(k) for r in runs for k in ("git_commit", "data_hash", "source", "model"))
     arms = {r.data.tags["arm"]: r for r in runs if "arm" in r.data.tags}
     assert set(arms) == {"base", "sft", "s3ft"} and {r.data.tags["seed"] for a, r in arms.items() if a != "base"} == {"0"}
     # The compare view lines arms up: the same metric and param names in every arm's run.

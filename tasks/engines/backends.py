@@ -7,15 +7,14 @@ base model (generation, paraphrasing, base evaluation) share one engine instead 
 from __future__ import annotations
 
 import gc
-import importlib.util
 import logging
 import os
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Protocol
 
-from tasks.config import GenerationSettings, VllmSettings
-from tasks.records import Message
+from tasks.core.records import Message
+from tasks.core.settings import GenerationSettings, VllmSettings
 
 log = logging.getLogger(__name__)
 
@@ -41,12 +40,6 @@ class Backend(Protocol):
     def generate(self, conversations: list[list[Message]], sampling: Sampling) -> list[Completion]: ...
 
     def close(self) -> None: ...
-
-
-def resolve_backend_name(requested: str) -> str:
-    if requested != "auto":
-        return requested
-    return "vllm" if importlib.util.find_spec("vllm") is not None else "hf"
 
 
 class VllmBackend:
@@ -145,15 +138,15 @@ class HfBackend:
 _ENGINES: dict[tuple, Backend] = {}
 
 
-def get_backend(model_dir: Path, dtype: str, settings: GenerationSettings) -> Backend:
+def get_backend(model_dir: Path, dtype: str, settings: GenerationSettings, vllm: VllmSettings) -> Backend:
     """A (cached) engine for a model folder; one engine is kept at a time to bound memory."""
-    name = resolve_backend_name(settings.backend)
-    key = (name, str(model_dir), dtype, settings.vllm.model_dump_json(), settings.hf_batch_size, settings.seed)
+    name = settings.resolved().backend
+    key = (name, str(model_dir), dtype, vllm.model_dump_json(), settings.hf_batch_size, settings.seed)
     if key not in _ENGINES:
         release_backends()
         log.info("starting %s engine for %s", name, model_dir)
         if name == "vllm":
-            _ENGINES[key] = VllmBackend(model_dir, dtype, settings.vllm, settings.seed)
+            _ENGINES[key] = VllmBackend(model_dir, dtype, vllm, settings.seed)
         else:
             _ENGINES[key] = HfBackend(model_dir, dtype, settings.hf_batch_size)
     return _ENGINES[key]

@@ -1,4 +1,4 @@
-"""Paraphrase prompts: the base model is asked to restate the gold answer in its own words.
+"""Stage `paraphrase_prompts`: the base model is asked to restate the gold answer in its own words.
 
 Which examples get one is the target strategies' business (S3FT: the wrongly answered ones). The
 prompts are ordinary Examples (same id, gold and meta as the original), so the generation and
@@ -8,14 +8,9 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from tasks.cache import stage_dir
-from tasks.records import Artifact, Example, artifact_for, read_jsonl, write_jsonl
-from tasks.sources import chat
-from tasks.stage import run_logger, stage
-
-
-def question_text(example: Example) -> str:
-    return next(m["content"] for m in reversed(example.prompt_messages) if m["role"] == "user")
+from tasks.core.records import Artifact, Example, artifact_for, read_jsonl, write_jsonl
+from tasks.core.stage import run_logger, stage
+from tasks.data.prompts import chat, question_text
 
 
 def paraphrase_example(example: Example, template: str, system_prompt: str | None) -> Example:
@@ -23,12 +18,10 @@ def paraphrase_example(example: Example, template: str, system_prompt: str | Non
     return example.model_copy(update={"prompt_messages": chat(system_prompt, prompt)})
 
 
-@stage("paraphrase_prompts")
-def paraphrase_prompts(examples: Artifact, example_ids: list[str], template: str, system_prompt: str | None,
-                       store: str) -> Artifact:
+@stage("paraphrase_prompts", version="1", outputs=("examples.jsonl",))
+def paraphrase_prompts(out: Path, examples: Artifact, example_ids: list[str], template: str,
+                       system_prompt: str | None) -> Artifact:
     """Write paraphrase prompts for the chosen examples; writes `examples.jsonl`."""
-    out = stage_dir(store, "paraphrase_prompts", {"examples": examples, "example_ids": example_ids,
-                                                  "template": template, "system_prompt": system_prompt})
     chosen = set(example_ids)
     prompts = [paraphrase_example(e, template, system_prompt)
                for e in read_jsonl(Path(examples.path), Example) if e.id in chosen]

@@ -11,7 +11,7 @@ import socket
 from pathlib import Path
 from typing import Any, Iterator
 
-from tasks.records import Artifact
+from tasks.core.records import Artifact
 
 
 def _flatten(prefix: str, value: Any, out: dict[str, Any]) -> None:

@@ -9,7 +9,7 @@ from typing import Any, Iterable, Literal, TypeVar
 
 from pydantic import BaseModel, ConfigDict, Field
 
-from tasks.errors import CacheError
+from tasks.core.errors import CacheError
 
 Message = dict[str, str]
 
@@ -19,10 +19,11 @@ class Record(BaseModel):
 
 
 class Example(Record):
-    """One task item: the chat prompt, the gold answer and task-specific extras."""
+    """One item of a data source: the chat prompt, the gold answer and source-specific extras."""
 
     id: str
-    task: str
+    source: str
+    """The data source it came from (`data.source`), e.g. `gsm8k`."""
     prompt_messages: list[Message]
     gold: str
     meta: dict[str, Any] = Field(default_factory=dict)

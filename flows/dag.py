@@ -1,0 +1,226 @@
+"""The S3FT experiment as a DAG of cached stages; `run_experiment` reads as the method.
+
+    prepare_model, load_examples(train/test)
+    1-4  answer_train_split: the base model answers, is judged, paraphrases gold where a strategy asks
+    6    evaluate(base): test answers + judge, general benchmarks
+    5-6  per arm and training seed: targets -> train (LoRA) -> merge -> evaluate
+         familiarity of every arm's targets under the base model
+
+Every function takes the stage runner `run` and the frozen config and returns frozen records
+(flows/results.py); stages are called by name with their typed inputs (`run(label, stage, **inputs)`).
+"""
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from flows.results import Answers, ArmRun, Evaluation, SeedRun
+from flows.runner import StageRunner
+from judges import get_judge
+from tasks.benchmark import benchmark
+from tasks.benchmark_data import benchmark_data
+from tasks.core.config import ExperimentConfig
+from tasks.core.records import Artifact
+from tasks.core.settings import VllmSettings
+from tasks.core.verdicts import score
+from tasks.data import split_fingerprint
+from tasks.data.benchmark_mirror import mirror_hash
+from tasks.engines.backends import release_backends
+from tasks.engines.models import model_fingerprint
+from tasks.familiarity import familiarity
+from tasks.generate import generate
+from tasks.judge import judge
+from tasks.llm_judge_merge import llm_judge_merge
+from tasks.llm_judge_prompts import llm_judge_prompts
+from tasks.load_examples import load_examples
+from tasks.merge import merge
+from tasks.methods.evidence import collect_evidence
+from tasks.methods.strategies import get_strategy, paraphrase_ids
+from tasks.paraphrase_prompts import paraphrase_prompts
+from tasks.prepare_model import prepare_model
+from tasks.targets import make_targets
+from tasks.train import train
+
+
+@dataclass(frozen=True)
+class Model:
+    """A model folder and the name its answers carry."""
+
+    folder: Artifact
+    ref: str
+
+
+@dataclass(frozen=True)
+class TrainEvidence:
+    """The train split and what the base model made of it (None where no arm needed it)."""
+
+    examples: Artifact
+    own: Answers | None
+    paraphrases: Answers | None
+
+
+@dataclass(frozen=True)
+class ExperimentRun:
+    base: Model
+    arms: tuple[ArmRun, ...]
+    """Base first, then every trained arm in config order."""
+    familiarity: dict[str, dict[str, float]]
+
+
+def generation_vllm(cfg: ExperimentConfig) -> VllmSettings | None:
+    """The vLLM settings when generation runs on vLLM (they are then part of its cache key)."""
+    return cfg.vllm if cfg.generation.resolved().backend == "vllm" else None
+
+
+def generate_inputs(cfg: ExperimentConfig, model: Model, examples: Artifact, max_new_tokens: int,
+                    **settings: Any) -> dict[str, Any]:
+    """The generate stage's inputs; `settings` overrides generation settings (the LLM judge: greedy)."""
+    return dict(model=model.folder, model_ref=model.ref, dtype=cfg.model.dtype, examples=examples,
+                settings=cfg.generation.model_copy(update=settings), vllm=generation_vllm(cfg),
+                max_new_tokens=max_new_tokens)
+
+
+def train_inputs(cfg: ExperimentConfig, base: Model, targets: Artifact, seed: int) -> dict[str, Any]:
+    """The train stage's inputs for one arm's targets and one training seed."""
+    return dict(model=base.folder, targets=targets, lora=cfg.lora,
+                settings=cfg.training.model_copy(update={"seed": seed}))
+
+
+def judge_steps(verdicts: Artifact) -> dict[str, int]:
+    """How many of a judging's verdicts each judge step made (empty for one-step judges)."""
+    return {k: int(v) for k, v in verdicts.counts.items() if k.startswith("by_") or k == "llm_unparseable"}
+
+
+def llm_judge(run: StageRunner, cfg: ExperimentConfig, label: str, examples: Artifact, generations: Artifact,
+              verdicts: Artifact, judge_model: Model) -> Artifact:
+    """Step 2 of a two-step judge: the judge model decides the answers step 1 deferred."""
+    llm = cfg.judge.llm
+    prompts = run(f"llm_judge_prompts:{label}", llm_judge_prompts, examples=examples, generations=generations,
+                  verdicts=verdicts, template=llm.prompt, system_prompt=llm.system_prompt)
+    replies = run(f"generate:judge:{label}", generate,
+                  **generate_inputs(cfg, judge_model, prompts, llm.max_new_tokens, temperature=0.0))
+    return run(f"llm_judge_merge:{label}", llm_judge_merge, verdicts=verdicts, replies=replies,
+               max_error_fraction=cfg.judge.max_error_fraction)
+
+
+def answer_and_judge(run: StageRunner, cfg: ExperimentConfig, label: str, model: Model, examples: Artifact,
+                     max_new_tokens: int, judge_model: Model | None, min_length_ratio: float = 0.0) -> Answers:
+    """One model answers one set of examples; the data source's judge (and its LLM step) decides."""
+    generations = run(f"generate:{label}", generate, **generate_inputs(cfg, model, examples, max_new_tokens))
+    j = get_judge(cfg.judge.name)
+    verdicts = run(f"judge:{label}", judge, examples=examples, generations=generations, judge_name=j.name,
+                   judge_version=j.version, max_error_fraction=cfg.judge.max_error_fraction,
+                   min_length_ratio=min_length_ratio, reject_truncated=cfg.judge.reject_truncated)
+    if judge_model is not None:
+        verdicts = llm_judge(run, cfg, label, examples, generations, verdicts, judge_model)
+    return Answers(generations, verdicts)
+
+
+def llm_judge_model(run: StageRunner, cfg: ExperimentConfig, base: Model) -> Model | None:
+    """The LLM judge's model when the data source's judge has an LLM step and it is enabled."""
+    if not (getattr(get_judge(cfg.judge.name), "llm_step", False) and cfg.judge.llm.enabled):
+        return None
+    ref = cfg.judge.llm.model or cfg.model.ref
+    if ref == cfg.model.ref:
+        return base
+    return Model(run("prepare_model:judge", prepare_model, ref=ref, fingerprint=model_fingerprint(ref)), ref)
+
+
+def load_split(run: StageRunner, cfg: ExperimentConfig, split: str, size: int | None) -> Artifact:
+    mirror = cfg.data.mirror_path()
+    return run(f"load_examples:{split}", load_examples, source=cfg.data.source, split=split, size=size,
+               seed=cfg.data.seed, system_prompt=cfg.data.system_prompt, mirror=str(mirror) if mirror else None,
+               source_hash=split_fingerprint(cfg.data.source, split, mirror))
+
+
+def answer_train_split(run: StageRunner, cfg: ExperimentConfig, base: Model, examples: Artifact,
+                       judge_model: Model | None) -> TrainEvidence:
+    """Steps 1-4: the base model answers, is judged, and paraphrases gold where a strategy asks for it."""
+    arms = cfg.trained_arms()
+    own = None
+    if any(get_strategy(a).needs_generation for a in arms):
+        own = answer_and_judge(run, cfg, "train", base, examples, cfg.generation.max_new_tokens, judge_model)
+    ids = paraphrase_ids(arms, collect_evidence(examples, own and own.generations, own and own.verdicts))
+    if not ids:
+        return TrainEvidence(examples, own, None)
+    prompts = run("paraphrase_prompts", paraphrase_prompts, examples=examples, example_ids=ids,
+                  template=cfg.paraphrase.prompt, system_prompt=cfg.data.system_prompt)
+    paraphrases = answer_and_judge(run, cfg, "paraphrase", base, prompts, cfg.paraphrase.max_new_tokens, judge_model,
+                                   cfg.paraphrase.min_length_ratio)
+    return TrainEvidence(examples, own, paraphrases)
+
+
+def general_scores(run: StageRunner, cfg: ExperimentConfig, tag: str, base: Model, adapter: Artifact | None,
+                   data: Artifact | None) -> dict[str, float]:
+    """lm-eval general benchmarks of base (adapter None) or one arm: `mmlu/acc`, `truthfulqa_mc2/acc`, ..."""
+    if not (cfg.benchmarks.names or cfg.benchmarks.extra):
+        return {}
+    vllm = cfg.vllm if cfg.benchmarks.backend == "vllm" else None
+    metrics = run(f"benchmark:{tag}", benchmark, model=base.folder, adapter=adapter, data=data,
+                  settings=cfg.benchmarks, vllm=vllm, dtype=cfg.model.dtype)
+    return json.loads(Path(metrics.path).read_text())
+
+
+def evaluate(run: StageRunner, cfg: ExperimentConfig, tag: str, model: Model, base: Model, adapter: Artifact | None,
+             test: Artifact, judge_model: Model | None, bench_data: Artifact | None) -> Evaluation:
+    """Step 6 for one model: test answers judged, then (engine released) the general benchmarks."""
+    answers = answer_and_judge(run, cfg, f"test:{tag}", model, test, cfg.evaluation.max_new_tokens, judge_model)
+    release_backends()
+    return Evaluation(verdicts=answers.verdicts, scores=score(model.ref, "test", answers.verdicts),
+                      judged=judge_steps(answers.verdicts),
+                      general=general_scores(run, cfg, tag, base, adapter, bench_data))
+
+
+def train_and_evaluate_seed(run: StageRunner, cfg: ExperimentConfig, arm: str, seed: int, base: Model,
+                            targets: Artifact, test: Artifact, judge_model: Model | None,
+                            bench_data: Artifact | None) -> SeedRun:
+    """Steps 5-6 for one arm and training seed: LoRA adapter, merged model, evaluation."""
+    tag = arm if len(cfg.seeds) == 1 else f"{arm}:seed{seed}"
+    adapter = run(f"train:{tag}", train, **train_inputs(cfg, base, targets, seed))
+    merged = run(f"merge:{tag}", merge, model=base.folder, adapter=adapter, dtype=cfg.model.dtype)
+    # The model's name is the arm and its training seed, whatever the run's seed count, so a
+    # single-seed run's answers are the seed-list run's answers for that seed (cache hits).
+    tuned = Model(merged, f"{cfg.model.ref}+{arm}:seed{seed}")
+    return SeedRun(seed, adapter, evaluate(run, cfg, tag, tuned, base, adapter, test, judge_model, bench_data))
+
+
+def train_and_evaluate_arm(run: StageRunner, cfg: ExperimentConfig, arm: str, base: Model, evidence: TrainEvidence,
+                           test: Artifact, judge_model: Model | None, bench_data: Artifact | None) -> ArmRun:
+    """One arm: its targets by its strategy, then every training seed (generation and judging shared)."""
+    own, para = evidence.own, evidence.paraphrases
+    targets = run(f"targets:{arm}", make_targets, arm=arm, examples=evidence.examples,
+                  own=own and own.generations, own_verdicts=own and own.verdicts,
+                  paraphrases=para and para.generations, paraphrase_verdicts=para and para.verdicts)
+    return ArmRun(arm, targets, tuple(train_and_evaluate_seed(run, cfg, arm, seed, base, targets, test, judge_model,
+                                                              bench_data) for seed in cfg.seeds))
+
+
+def familiarity_scores(run: StageRunner, cfg: ExperimentConfig, base: Model,
+                       arms: list[ArmRun]) -> dict[str, dict[str, float]]:
+    """Per arm and target source, the mean token log-prob of its targets under the base model."""
+    if not (cfg.diagnostics.familiarity and arms):
+        return {}
+    fam = run("familiarity", familiarity, model=base.folder, targets={a.arm: a.targets for a in arms},
+              max_per_source=cfg.diagnostics.familiarity_max_per_source, seed=cfg.diagnostics.seed)
+    scores = json.loads(Path(fam.path).read_text())
+    return {arm: {s: v["mean_logprob"] for s, v in by_source.items()} for arm, by_source in scores.items()}
+
+
+def run_experiment(cfg: ExperimentConfig, run: StageRunner) -> ExperimentRun:
+    """The whole method on one config: every stage through `run`, cached and tracked."""
+    base = Model(run("prepare_model", prepare_model, ref=cfg.model.ref, fingerprint=model_fingerprint(cfg.model.ref)),
+                 cfg.model.ref)
+    train_split = load_split(run, cfg, "train", cfg.data.train_size)
+    test = load_split(run, cfg, "test", cfg.data.test_size)
+    judge_model = llm_judge_model(run, cfg, base)
+    evidence = answer_train_split(run, cfg, base, train_split, judge_model)
+    mirror = cfg.data.mirror_path()
+    bench_data = (run("benchmark_data", benchmark_data, mirror=str(mirror), files_hash=mirror_hash(mirror))
+                  if cfg.benchmarks.names and mirror is not None else None)
+    base_run = ArmRun("base", None, (SeedRun(None, None, evaluate(run, cfg, "base", base, base, None, test,
+                                                                   judge_model, bench_data)),))
+    arms = [train_and_evaluate_arm(run, cfg, arm, base, evidence, test, judge_model, bench_data)
+            for arm in cfg.trained_arms()]
+    return ExperimentRun(base, (base_run, *arms), familiarity_scores(run, cfg, base, arms))

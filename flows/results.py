@@ -1,0 +1,151 @@
+"""What an experiment produced, as frozen records, and the report's numbers assembled from them.
+
+The DAG (flows/dag.py) returns `ArmRun`s: per arm its targets and, per training seed, its adapter and
+`Evaluation`. `assemble` turns them into one `ArmResult` row per arm (seed means and stderrs, target
+mix, drops versus base, familiarity) in a pure function: nothing is mutated after it is built.
+"""
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+
+from pydantic import BaseModel, ConfigDict, Field
+
+from tasks.core.records import Artifact, Scores
+
+
+@dataclass(frozen=True)
+class Answers:
+    """One model's answers to one set of examples and their final verdicts."""
+
+    generations: Artifact
+    verdicts: Artifact
+
+
+@dataclass(frozen=True)
+class Evaluation:
+    """One model's scores: in-domain accuracy from its test verdicts, and the general benchmarks."""
+
+    verdicts: Artifact
+    scores: Scores
+    judged: dict[str, int]
+    """Test verdicts per judge step (two-step judges): by_normalized, by_llm, by_precheck, llm_unparseable."""
+    general: dict[str, float]
+    """lm-eval scores: `mmlu/acc`, `mmlu/acc_stderr`, ... (empty when benchmarks are off)."""
+
+
+@dataclass(frozen=True)
+class SeedRun:
+    """One training seed of one arm (the base arm: one run without seed or adapter)."""
+
+    seed: int | None
+    adapter: Artifact | None
+    evaluation: Evaluation
+
+
+@dataclass(frozen=True)
+class ArmRun:
+    arm: str
+    targets: Artifact | None
+    """The arm's training targets (None for base)."""
+    seeds: tuple[SeedRun, ...]
+
+
+class Row(BaseModel):
+    model_config = ConfigDict(frozen=True)
+
+
+class SeedResult(Row):
+    """One training seed of one arm, as reported."""
+
+    seed: int | None
+    accuracy: float
+    stderr: float
+    n: int
+    train: dict[str, float] = Field(default_factory=dict)
+    general: dict[str, float] = Field(default_factory=dict)
+
+
+class ArmResult(Row):
+    """One arm's row of the report."""
+
+    arm: str
+    accuracy: float
+    stderr: float
+    n: int
+    targets: dict[str, int] = Field(default_factory=dict)
+    """self / paraphrase / gold counts (empty for base)."""
+    train: dict[str, float] = Field(default_factory=dict)
+    general: dict[str, float] = Field(default_factory=dict)
+    """lm-eval scores: `mmlu/acc`, `mmlu/acc_stderr`, `truthfulqa_mc1/acc`, ... (empty when not run)."""
+    drops: dict[str, float] = Field(default_factory=dict)
+    """Points lost versus base per benchmark (`mmlu/drop`) and their mean (`general/avg_drop`)."""
+    familiarity: dict[str, float] = Field(default_factory=dict)
+    """Mean per-token log-prob of this arm's targets under the base model, by source (self/paraphrase/gold)."""
+    judged: dict[str, int] = Field(default_factory=dict)
+    """Test verdicts made by each step of a two-step judge (QA): by_normalized, by_llm, by_precheck,
+    llm_unparseable; summed over seeds. Empty for one-step judges."""
+    seeds: list[SeedResult] = Field(default_factory=list)
+    """Per training seed, when an arm was trained with several: the scores above are their mean, and
+    the stderrs the spread across seeds (std / sqrt(k))."""
+
+
+def benchmark_names(general: dict[str, float]) -> list[str]:
+    return [k.removesuffix("/acc") for k in general if k.endswith("/acc")]
+
+
+def general_drops(base: dict[str, float], arm: dict[str, float]) -> dict[str, float]:
+    """Drop in points (base minus arm, x100) per general benchmark and the average drop (the paper's headline)."""
+    names = [n for n in benchmark_names(arm) if f"{n}/acc" in base]
+    drops = {f"{n}/drop": 100 * (base[f"{n}/acc"] - arm[f"{n}/acc"]) for n in names}
+    if drops:
+        drops["general/avg_drop"] = sum(drops.values()) / len(drops)
+    return drops
+
+
+def _mean_stderr(values: list[float]) -> tuple[float, float]:
+    k = len(values)
+    mean = sum(values) / k
+    return mean, math.sqrt(sum((v - mean) ** 2 for v in values) / (k - 1) / k) if k > 1 else float("nan")
+
+
+def seed_result(run: SeedRun) -> SeedResult:
+    scores = run.evaluation.scores
+    return SeedResult(seed=run.seed, accuracy=scores.metrics["accuracy"],
+                      stderr=scores.stderr["accuracy"], n=scores.n,
+                      train=dict(run.adapter.counts) if run.adapter else {}, general=run.evaluation.general)
+
+
+def aggregate_seeds(arm: str, per_seed: list[SeedResult], targets: dict[str, int]) -> ArmResult:
+    """One arm's result: the single seed's scores, or with several seeds their mean ± stderr across seeds."""
+    if len(per_seed) == 1:
+        r = per_seed[0]
+        return ArmResult(arm=arm, accuracy=r.accuracy, stderr=r.stderr, n=r.n, targets=targets, train=r.train,
+                         general=r.general)
+    accuracy, stderr = _mean_stderr([r.accuracy for r in per_seed])
+    general: dict[str, float] = {}
+    for name in benchmark_names(per_seed[0].general):
+        general[f"{name}/acc"], general[f"{name}/acc_stderr"] = _mean_stderr(
+            [r.general[f"{name}/acc"] for r in per_seed])
+    train = {k: sum(r.train.get(k, 0.0) for r in per_seed) / len(per_seed) for k in per_seed[0].train}
+    return ArmResult(arm=arm, accuracy=accuracy, stderr=stderr, n=per_seed[0].n, targets=targets, train=train,
+                     general=general, seeds=per_seed)
+
+
+def arm_result(run: ArmRun, base_general: dict[str, float], familiarity: dict[str, float]) -> ArmResult:
+    """One arm's report row: seeds aggregated, its drops versus base, its targets' familiarity."""
+    targets = {k: int(run.targets.counts.get(k, 0)) for k in ("self", "paraphrase", "gold")} if run.targets else {}
+    row = aggregate_seeds(run.arm, [seed_result(s) for s in run.seeds], targets)
+    judged: dict[str, int] = {}
+    for s in run.seeds:
+        for k, v in s.evaluation.judged.items():
+            judged[k] = judged.get(k, 0) + v
+    drops = general_drops(base_general, row.general) if run.targets is not None else {}
+    return row.model_copy(update={"judged": judged, "drops": drops, "familiarity": familiarity})
+
+
+def assemble(runs: list[ArmRun], familiarity: dict[str, dict[str, float]]) -> list[ArmResult]:
+    """The report's rows, base first: what the table, the plot, MLflow and summary.json show."""
+    base = next(r for r in runs if r.arm == "base")
+    base_general = base.seeds[0].evaluation.general
+    return [arm_result(r, base_general, familiarity.get(r.arm, {})) for r in runs]

@@ -1,0 +1,129 @@
+"""The one experiment config schema: the sections of `tasks.core.settings` under one frozen root.
+
+One root `seed` feeds every section's seed unless that section sets its own; `seeds` (the training
+seeds) defaults to `[training.seed]`. Field errors and cross-field errors are each reported all at
+once. Loading YAML files and `--set` overrides is `tasks.core.config_file`.
+"""
+from __future__ import annotations
+
+import os
+from pathlib import Path
+from typing import Any
+
+from pydantic import Field, field_validator, model_validator
+
+from tasks.core.settings import (BenchmarkSettings, DataSettings, DiagnosticsSettings, EvaluationSettings,
+                                 GenerationSettings, JudgeSettings, LoraSettings, ModelSettings,
+                                 ParaphraseSettings, Section, TrackingSettings, TrainingSettings, VllmSettings)
+
+TRACKING_ENV = "MLFLOW_TRACKING_URI"
+SEEDED_SECTIONS = ("data", "generation", "training", "benchmarks", "diagnostics")
+
+# Keys of earlier versions: a config that still uses one gets an error naming the new key.
+RENAMED = {
+    "data.task": "data.source",
+    "benchmarks.tasks": "benchmarks.names",
+    "benchmarks.extra_tasks": "benchmarks.extra",
+    "generation.vllm": "vllm",
+    "benchmarks.vllm_kv_cache_gib": "vllm.kv_cache_gib",
+    "benchmarks.max_lora_rank": "vllm.max_lora_rank",
+}
+
+
+class ExperimentConfig(Section):
+    name: str = "experiment"
+    output_dir: str = "runs"
+    """Run folders, the content-addressed stage store and the default MLflow store live here."""
+    seed: int = 0
+    """The root seed: every section's `seed` (data sampling, generation sampling, training, benchmark
+    subsets, diagnostics) takes this value unless the section sets its own."""
+    model: ModelSettings = Field(default_factory=ModelSettings)
+    data: DataSettings = Field(default_factory=DataSettings)
+    generation: GenerationSettings = Field(default_factory=GenerationSettings)
+    vllm: VllmSettings = Field(default_factory=VllmSettings)
+    judge: JudgeSettings = Field(default_factory=JudgeSettings)
+    paraphrase: ParaphraseSettings = Field(default_factory=ParaphraseSettings)
+    arms: list[str] = Field(default_factory=lambda: ["base", "sft", "s3ft"])
+    """`base` (no training) plus target strategies by name (see `tasks.methods.strategies`)."""
+    lora: LoraSettings = Field(default_factory=LoraSettings)
+    seeds: list[int] | None = None
+    """Training seeds: every trained arm is trained, evaluated and benchmarked once per seed and reported as
+    mean ± stderr across seeds; generation, judging and paraphrasing are shared. null = [training.seed].
+    `s3ft run CONFIG --seeds 3` sets [training.seed, +1, +2]."""
+    training: TrainingSettings = Field(default_factory=TrainingSettings)
+    evaluation: EvaluationSettings = Field(default_factory=EvaluationSettings)
+    benchmarks: BenchmarkSettings = Field(default_factory=BenchmarkSettings)
+    diagnostics: DiagnosticsSettings = Field(default_factory=DiagnosticsSettings)
+    tracking: TrackingSettings = Field(default_factory=TrackingSettings)
+
+    @model_validator(mode="before")
+    @classmethod
+    def _derive_seeds(cls, data: Any) -> Any:
+        """Sections without their own `seed` take the root seed."""
+        if not isinstance(data, dict):
+            return data
+        root = data.get("seed", 0)
+        if not isinstance(root, int):
+            return data  # the field error names it
+        data = dict(data)
+        for name in SEEDED_SECTIONS:
+            section = data.get(name, {})
+            if isinstance(section, dict) and "seed" not in section:
+                data[name] = {**section, "seed": root}
+        return data
+
+    @field_validator("arms")
+    @classmethod
+    def _known_arms(cls, arms: list[str]) -> list[str]:
+        from tasks.methods.strategies import strategy_names
+
+        if len(set(arms)) != len(arms) or not arms:
+            raise ValueError("list each arm once and at least one")
+        unknown = [a for a in arms if a != "base" and a not in strategy_names()]
+        if unknown:
+            raise ValueError(f"unknown arm(s) {unknown}; choose from ['base'] + {strategy_names()}")
+        return arms
+
+    @field_validator("seeds")
+    @classmethod
+    def _distinct_seeds(cls, seeds: list[int] | None) -> list[int] | None:
+        if seeds is not None and (not seeds or len(set(seeds)) != len(seeds)):
+            raise ValueError("list each training seed once and at least one (or null for training.seed)")
+        return seeds
+
+    @model_validator(mode="after")
+    def _consistent(self) -> "ExperimentConfig":
+        """Checks across sections, all reported together; then `seeds` is filled in."""
+        problems = []
+        if self.benchmarks.backend == "vllm" and self.vllm.max_lora_rank < self.lora.r:
+            problems.append(f"vllm.max_lora_rank: {self.vllm.max_lora_rank} < lora.r {self.lora.r}; vLLM would "
+                            f"refuse the adapter. Fix: set it >= {self.lora.r}")
+        if self.training.launcher != "accelerate" and self.training.accelerate_args:
+            problems.append("training.accelerate_args: set, but training.launcher is not `accelerate`. Fix: set "
+                            "training.launcher=accelerate, or remove the arguments")
+        if self.judge.llm.model is not None and self.judge.name != "qa":
+            problems.append(f"judge.llm.model: judge {self.judge.name!r} has no LLM stage. Fix: remove "
+                            f"judge.llm.model, or use judge.name=qa")
+        if problems:
+            raise ValueError("\n".join(problems))
+        if self.seeds is None:  # frozen: the resolved list is written once, here
+            object.__setattr__(self, "seeds", [self.training.seed])
+        return self
+
+    def with_seed_count(self, count: int) -> "ExperimentConfig":
+        """The same experiment trained with `count` seeds: training.seed, +1, ..."""
+        return self.model_copy(update={"seeds": list(range(self.training.seed, self.training.seed + count))})
+
+    def trained_arms(self) -> list[str]:
+        return [a for a in self.arms if a != "base"]
+
+    def output_path(self) -> Path:
+        return Path(self.output_dir).expanduser().resolve()
+
+    def store_path(self) -> Path:
+        """The content-addressed stage store."""
+        return self.output_path() / "store"
+
+    def tracking_uri(self) -> str:
+        return (self.tracking.tracking_uri or os.environ.get(TRACKING_ENV)
+                or f"sqlite:///{self.output_path() / 'mlflow.db'}")

@@ -1,0 +1,1 @@
+"""Methods under comparison: target strategies by name (which text each training example learns)."""

@@ -20,6 +20,13 @@ def runtime(default: Any = None, **constraints: Any) -> Any:
     return Field(default=default, json_schema_extra={"runtime": True}, **constraints)
 
 
+def one_of(value: str, names: list[str], kind: str) -> str:
+    """`value` when it is a registered name, else an error listing the names."""
+    if value not in names:
+        raise ValueError(f"unknown {kind} {value!r}; choose one of {names}")
+    return value
+
+
 class Section(BaseModel):
     """A frozen block of settings; `key_dump` is what cache keys see of it."""
 
@@ -70,9 +77,7 @@ class DataSettings(Section):
     def _known_source(cls, v: str) -> str:
         from tasks.data.sources import source_names
 
-        if v not in source_names():
-            raise ValueError(f"unknown data source {v!r}; choose one of {source_names()}")
-        return v
+        return one_of(v, source_names(), "data source")
 
     def mirror_path(self) -> Path | None:
         raw = self.mirror or os.environ.get(MIRROR_ENV)
@@ -199,9 +204,7 @@ class JudgeSettings(Section):
     def _known_judge(cls, v: str) -> str:
         from judges import judge_names
 
-        if v not in judge_names():
-            raise ValueError(f"unknown judge {v!r}; choose one of {judge_names()}")
-        return v
+        return one_of(v, judge_names(), "judge")
 
 
 class LoraSettings(Section):

@@ -25,7 +25,7 @@ from flows.runner import StageRunner
 from flows.tracking import Tracker
 from tasks.core.config import ExperimentConfig
 from tasks.core.config_file import load_config
-from tasks.core.errors import InputError
+from tasks.core.errors import ConfigError, InputError
 from tasks.core.records import write_text_atomic
 from tasks.engines.backends import release_backends
 
@@ -44,9 +44,10 @@ for _name in ("prefect.task_runs", "prefect.flow_runs", "prefect.task_engine", "
 
 
 def _finish(cfg: ExperimentConfig, runner: StageRunner, results: list[ArmResult], run_dir: Path, parent_id: str,
-            wall: float) -> dict[str, Any]:
+            start: float) -> dict[str, Any]:
     """Report files, summary.json and the flow's own metrics, all attached to the parent MLflow run."""
     paths = write_report(cfg.data.source, results, run_dir)
+    wall = time.perf_counter() - start
     summary = {"run_dir": str(run_dir), "mlflow_run_id": parent_id, "wall_seconds": round(wall, 1),
                "generations_performed": runner.generations_performed(),
                "stages": runner.summary(), "results": [r.model_dump() for r in results],
@@ -64,6 +65,9 @@ def experiment(config_path: str | None = None, overrides: list[str] | None = Non
                config: ExperimentConfig | None = None) -> dict[str, Any]:
     """Run one S3FT experiment: a validated `config` (the CLI passes it), or a YAML `config_path` plus
     `key=value` `overrides` (deployments and the UI)."""
+    if config is not None and overrides:
+        raise ConfigError("pass either `config` or `config_path` with `overrides`, not both. Fix: apply the "
+                          "overrides when loading the config")
     cfg = config if config is not None else load_config(config_path, overrides)
     prepare_environment(cfg)  # a deployment's worker process did not come through the CLI
     log = get_run_logger()
@@ -83,7 +87,7 @@ def experiment(config_path: str | None = None, overrides: list[str] | None = Non
             write_text_atomic(run_dir / "stages.json", json.dumps(runner.summary(), indent=1))
         results = assemble(list(done.arms), done.familiarity)
         log_arms(tracker, log, cfg, done.base.folder, done.arms, results)
-        summary = _finish(cfg, runner, results, run_dir, parent, time.perf_counter() - start)
+        summary = _finish(cfg, runner, results, run_dir, parent, start)
     create_markdown_artifact(markdown=markdown_table(cfg.data.source, results), key="s3ft-report",
                              description=f"{cfg.name}: {run_dir}")
     hits = [c.label for c in runner.calls if c.cached]

@@ -41,7 +41,7 @@ def test_settings_that_cannot_change_training_keep_its_key(runtime):
     assert _keys(runtime) == _keys()
 
 
-@pytest.mark.parametrize("runtime", ["generation.shard_size=3", "vllm.kv_cache_gib=2",
+@pytest.mark.parametrize("runtime", ["generation.shard_size=3", "vllm.kv_cache_gib=2", "vllm.max_lora_rank=64",
                                      "vllm.gpu_memory_utilization=0.5"])
 def test_settings_that_cannot_change_generation_keep_its_key(runtime):
     assert _keys(runtime) == _keys()

@@ -10,7 +10,7 @@ import os
 from pathlib import Path
 from typing import Any
 
-from pydantic import Field, field_validator, model_validator
+from pydantic import Field, TypeAdapter, ValidationError, field_validator, model_validator
 
 from tasks.core.settings import (BenchmarkSettings, DataSettings, DiagnosticsSettings, EvaluationSettings,
                                  GenerationSettings, JudgeSettings, LoraSettings, ModelSettings,
@@ -62,8 +62,9 @@ class ExperimentConfig(Section):
         """Sections without their own `seed` take the root seed."""
         if not isinstance(data, dict):
             return data
-        root = data.get("seed", 0)
-        if not isinstance(root, int):
+        try:
+            root = TypeAdapter(int).validate_python(data.get("seed", 0))
+        except ValidationError:
             return data  # the field error names it
         data = dict(data)
         for name in SEEDED_SECTIONS:
@@ -94,6 +95,8 @@ class ExperimentConfig(Section):
     @model_validator(mode="after")
     def _consistent(self) -> "ExperimentConfig":
         """Checks across sections, all reported together; then `seeds` is filled in."""
+        from judges import get_judge
+
         problems = []
         if self.benchmarks.backend == "vllm" and self.vllm.max_lora_rank < self.lora.r:
             problems.append(f"vllm.max_lora_rank: {self.vllm.max_lora_rank} < lora.r {self.lora.r}; vLLM would "
@@ -101,9 +104,9 @@ class ExperimentConfig(Section):
         if self.training.launcher != "accelerate" and self.training.accelerate_args:
             problems.append("training.accelerate_args: set, but training.launcher is not `accelerate`. Fix: set "
                             "training.launcher=accelerate, or remove the arguments")
-        if self.judge.llm.model is not None and self.judge.name != "qa":
-            problems.append(f"judge.llm.model: judge {self.judge.name!r} has no LLM stage. Fix: remove "
-                            f"judge.llm.model, or use judge.name=qa")
+        if self.judge.llm.model is not None and not getattr(get_judge(self.judge.name), "llm_step", False):
+            problems.append(f"judge.llm.model: judge {self.judge.name!r} has no LLM step. Fix: remove "
+                            f"judge.llm.model, or use a judge with one (qa)")
         if problems:
             raise ValueError("\n".join(problems))
         if self.seeds is None:  # frozen: the resolved list is written once, here

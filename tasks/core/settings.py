@@ -95,8 +95,9 @@ class VllmSettings(Section):
     """KV cache size (CPU needs it explicitly); null = use gpu_memory_utilization."""
     gpu_memory_utilization: float = runtime(0.9, gt=0, le=1)
     max_model_len: int = Field(default=2048, gt=0)
-    max_lora_rank: int = Field(default=16, gt=0)
-    """Largest LoRA rank the engine accepts (lm-eval with adapters); at least lora.r."""
+    max_lora_rank: int = runtime(16, gt=0)
+    """Largest LoRA rank the engine accepts (lm-eval with adapters); at least lora.r (checked), so it
+    decides only whether vLLM accepts the adapter, never a score: runtime."""
 
 
 class GenerationSettings(Section):
@@ -169,7 +170,7 @@ DEFAULT_LLM_JUDGE_PROMPT = (
 
 
 class LlmJudgeSettings(Section):
-    """Stage 2 of a two-stage judge (QA): an LLM decides the answers the normalized match did not accept."""
+    """Step 2 of a two-step judge (QA): an LLM decides the answers the normalized match did not accept."""
 
     enabled: bool = True
     """false = the normalized match alone decides (every answer without a gold alias is incorrect)."""
@@ -197,7 +198,7 @@ class JudgeSettings(Section):
     """An answer cut off at max_new_tokens is incorrect (it never stated its final answer), even when
     its last number happens to match; it is never trained on as a self or paraphrase target."""
     llm: LlmJudgeSettings = Field(default_factory=LlmJudgeSettings)
-    """For judges with an LLM stage (`qa`); ignored by the others."""
+    """For judges with an LLM step (`qa`); ignored by the others."""
 
     @field_validator("name")
     @classmethod

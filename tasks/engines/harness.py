@@ -96,8 +96,10 @@ def lm_for(model_dir: Path, adapter_dir: Path | None, settings: BenchmarkSetting
         VLLM = _lm_eval_vllm_class()
         os.environ.setdefault("VLLM_ENABLE_V1_MULTIPROCESSING", "0")
         kwargs: dict[str, Any] = dict(pretrained=str(model_dir), dtype=dtype, enforce_eager=vllm.enforce_eager,
-                                      max_model_len=settings.max_length, seed=settings.seed,
-                                      batch_size="auto")
+                                      max_model_len=settings.max_length, seed=settings.seed, batch_size="auto",
+                                      tensor_parallel_size=vllm.tensor_parallel_size,
+                                      data_parallel_size=vllm.data_parallel_size,
+                                      gpu_memory_utilization=vllm.gpu_memory_utilization)
         if vllm.kv_cache_gib is not None:
             kwargs["kv_cache_memory_bytes"] = int(vllm.kv_cache_gib * (1 << 30))
         if adapter_dir is not None:

@@ -2,8 +2,8 @@
 
     prepare_model, load_examples(train/test)
     1-4  answer_train_split: the base model answers, is judged, paraphrases gold where a strategy asks
-    6    evaluate(base): test answers + judge, general benchmarks
-    5-6  per arm and training seed: targets -> train (LoRA) -> merge -> evaluate
+    6    evaluate(base): test answers + judge, general benchmarks; the base model's replies to general prompts
+    5-6  per arm and training seed: targets -> train (LoRA) -> merge -> evaluate -> drift from base
          familiarity of every arm's targets under the base model
 
 Every function takes the stage runner `run` and the frozen config and returns frozen records
@@ -27,6 +27,8 @@ from tasks.core.settings import VllmSettings
 from tasks.core.verdicts import score
 from tasks.data import split_fingerprint
 from tasks.data.benchmark_mirror import mirror_hash
+from tasks.drift import drift
+from tasks.drift_prompts import drift_prompts
 from tasks.engines.backends import release_backends
 from tasks.engines.models import model_fingerprint
 from tasks.familiarity import familiarity
@@ -62,6 +64,14 @@ class TrainEvidence:
 
 
 @dataclass(frozen=True)
+class DriftText:
+    """General-domain prompts and the base model's greedy replies: the text drift is measured on."""
+
+    prompts: Artifact
+    replies: Artifact
+
+
+@dataclass(frozen=True)
 class ExperimentRun:
     base: Model
     arms: tuple[ArmRun, ...]
@@ -76,10 +86,11 @@ def generation_vllm(cfg: ExperimentConfig) -> VllmSettings | None:
 
 def generate_inputs(cfg: ExperimentConfig, model: Model, examples: Artifact, max_new_tokens: int,
                     **settings: Any) -> dict[str, Any]:
-    """The generate stage's inputs; `settings` overrides generation settings (the LLM judge: greedy)."""
+    """The generate stage's inputs; `settings` overrides generation settings (the LLM judge: greedy). The
+    section's own cap is set to the one used, so the key holds no unused value."""
     return dict(model=model.folder, model_ref=model.ref, dtype=cfg.model.dtype, examples=examples,
-                settings=cfg.generation.model_copy(update=settings), vllm=generation_vllm(cfg),
-                max_new_tokens=max_new_tokens)
+                settings=cfg.generation.model_copy(update={**settings, "max_new_tokens": max_new_tokens}),
+                vllm=generation_vllm(cfg), max_new_tokens=max_new_tokens)
 
 
 def train_inputs(cfg: ExperimentConfig, base: Model, targets: Artifact, seed: int) -> dict[str, Any]:
@@ -152,49 +163,70 @@ def answer_train_split(run: StageRunner, cfg: ExperimentConfig, base: Model, exa
     return TrainEvidence(examples, own, paraphrases)
 
 
-def general_scores(run: StageRunner, cfg: ExperimentConfig, tag: str, base: Model, adapter: Artifact | None,
-                   data: Artifact | None) -> dict[str, float]:
-    """lm-eval general benchmarks of base (adapter None) or one arm: `mmlu/acc`, `truthfulqa_mc2/acc`, ..."""
+def general_scores(run: StageRunner, cfg: ExperimentConfig, tag: str, model: Model,
+                   data: Artifact | None) -> Artifact | None:
+    """lm-eval general benchmarks of the base model or an arm's merged model; metrics.json holds `mmlu/acc`, ..."""
     if not (cfg.benchmarks.names or cfg.benchmarks.extra):
-        return {}
+        return None
     vllm = cfg.vllm if cfg.benchmarks.backend == "vllm" else None
-    metrics = run(f"benchmark:{tag}", benchmark, model=base.folder, adapter=adapter, data=data,
-                  settings=cfg.benchmarks, vllm=vllm, dtype=cfg.model.dtype)
-    return json.loads(Path(metrics.path).read_text())
+    return run(f"benchmark:{tag}", benchmark, model=model.folder, data=data, settings=cfg.benchmarks, vllm=vllm,
+               dtype=cfg.model.dtype)
 
 
-def evaluate(run: StageRunner, cfg: ExperimentConfig, tag: str, model: Model, base: Model, adapter: Artifact | None,
-             test: Artifact, judge_model: Model | None, bench_data: Artifact | None) -> Evaluation:
+def evaluate(run: StageRunner, cfg: ExperimentConfig, tag: str, model: Model, test: Artifact,
+             judge_model: Model | None, bench_data: Artifact | None) -> Evaluation:
     """Step 6 for one model: test answers judged, then (engine released) the general benchmarks."""
     answers = answer_and_judge(run, cfg, f"test:{tag}", model, test, cfg.evaluation.max_new_tokens, judge_model)
     release_backends()
+    metrics = general_scores(run, cfg, tag, model, bench_data)
     return Evaluation(verdicts=answers.verdicts, scores=score(model.ref, "test", answers.verdicts),
-                      judged=judge_steps(answers.verdicts),
-                      general=general_scores(run, cfg, tag, base, adapter, bench_data))
+                      judged=judge_steps(answers.verdicts), benchmark=metrics,
+                      general=json.loads(Path(metrics.path).read_text()) if metrics else {})
+
+
+def drift_text(run: StageRunner, cfg: ExperimentConfig, base: Model, bench_data: Artifact | None) -> DriftText | None:
+    """The general prompts and the base model's greedy replies (generated once, while its engine is up)."""
+    if not (cfg.drift.enabled and cfg.trained_arms()):
+        return None
+    d = cfg.drift
+    prompts = run("drift_prompts", drift_prompts, data=bench_data, benchmarks=d.benchmarks, prompts=d.prompts,
+                  seed=d.seed)
+    replies = run("generate:drift", generate, **generate_inputs(cfg, base, prompts, d.max_new_tokens, temperature=0.0))
+    return DriftText(prompts, replies)
+
+
+def drift_from_base(run: StageRunner, cfg: ExperimentConfig, tag: str, base: Model, tuned: Model,
+                    text: DriftText | None) -> Artifact | None:
+    if text is None:
+        return None
+    return run(f"drift:{tag}", drift, base=base.folder, model=tuned.folder, prompts=text.prompts,
+               replies=text.replies, batch_size=cfg.drift.batch_size, seed=cfg.drift.seed)
 
 
 def train_and_evaluate_seed(run: StageRunner, cfg: ExperimentConfig, arm: str, seed: int, base: Model,
                             targets: Artifact, test: Artifact, judge_model: Model | None,
-                            bench_data: Artifact | None) -> SeedRun:
-    """Steps 5-6 for one arm and training seed: LoRA adapter, merged model, evaluation."""
+                            bench_data: Artifact | None, text: DriftText | None) -> SeedRun:
+    """Steps 5-6 for one arm and training seed: LoRA adapter, merged model, evaluation, drift from base."""
     tag = arm if len(cfg.seeds) == 1 else f"{arm}:seed{seed}"
     adapter = run(f"train:{tag}", train, **train_inputs(cfg, base, targets, seed))
     merged = run(f"merge:{tag}", merge, model=base.folder, adapter=adapter, dtype=cfg.model.dtype)
     # The model's name is the arm and its training seed, whatever the run's seed count, so a
     # single-seed run's answers are the seed-list run's answers for that seed (cache hits).
     tuned = Model(merged, f"{cfg.model.ref}+{arm}:seed{seed}")
-    return SeedRun(seed, adapter, evaluate(run, cfg, tag, tuned, base, adapter, test, judge_model, bench_data))
+    evaluation = evaluate(run, cfg, tag, tuned, test, judge_model, bench_data)
+    return SeedRun(seed, adapter, evaluation, drift_from_base(run, cfg, tag, base, tuned, text))
 
 
 def train_and_evaluate_arm(run: StageRunner, cfg: ExperimentConfig, arm: str, base: Model, evidence: TrainEvidence,
-                           test: Artifact, judge_model: Model | None, bench_data: Artifact | None) -> ArmRun:
+                           test: Artifact, judge_model: Model | None, bench_data: Artifact | None,
+                           text: DriftText | None) -> ArmRun:
     """One arm: its targets by its strategy, then every training seed (generation and judging shared)."""
     own, para = evidence.own, evidence.paraphrases
     targets = run(f"targets:{arm}", make_targets, arm=arm, examples=evidence.examples,
                   own=own and own.generations, own_verdicts=own and own.verdicts,
                   paraphrases=para and para.generations, paraphrase_verdicts=para and para.verdicts)
     return ArmRun(arm, targets, tuple(train_and_evaluate_seed(run, cfg, arm, seed, base, targets, test, judge_model,
-                                                              bench_data) for seed in cfg.seeds))
+                                                              bench_data, text) for seed in cfg.seeds))
 
 
 def familiarity_scores(run: StageRunner, cfg: ExperimentConfig, base: Model,
@@ -218,9 +250,10 @@ def run_experiment(cfg: ExperimentConfig, run: StageRunner) -> ExperimentRun:
     evidence = answer_train_split(run, cfg, base, train_split, judge_model)
     mirror = cfg.data.mirror_path()
     bench_data = (run("benchmark_data", benchmark_data, mirror=str(mirror), files_hash=mirror_hash(mirror))
-                  if cfg.benchmarks.names and mirror is not None else None)
-    base_run = ArmRun("base", None, (SeedRun(None, None, evaluate(run, cfg, "base", base, base, None, test,
-                                                                   judge_model, bench_data)),))
-    arms = [train_and_evaluate_arm(run, cfg, arm, base, evidence, test, judge_model, bench_data)
+                  if (cfg.benchmarks.names or cfg.drift.enabled) and mirror is not None else None)
+    text = drift_text(run, cfg, base, bench_data)
+    base_run = ArmRun("base", None, (SeedRun(None, None, evaluate(run, cfg, "base", base, test, judge_model,
+                                                                   bench_data)),))
+    arms = [train_and_evaluate_arm(run, cfg, arm, base, evidence, test, judge_model, bench_data, text)
             for arm in cfg.trained_arms()]
     return ExperimentRun(base, (base_run, *arms), familiarity_scores(run, cfg, base, arms))

@@ -20,7 +20,8 @@ from flows.dag import run_experiment
 from flows.environment import prepare_environment
 from flows.mlflow_runs import close_killed_attempts, log_arms, run_tags
 from flows.report import markdown_table, write_report
-from flows.results import ArmResult, assemble
+from flows.comparisons import comparisons
+from flows.results import ArmResult, Comparison, assemble
 from flows.runner import StageRunner
 from flows.tracking import Tracker
 from tasks.core.config import ExperimentConfig
@@ -43,14 +44,15 @@ for _name in ("prefect.task_runs", "prefect.flow_runs", "prefect.task_engine", "
     logging.getLogger(_name).addFilter(_InputErrorsWithoutTraceback())
 
 
-def _finish(cfg: ExperimentConfig, runner: StageRunner, results: list[ArmResult], run_dir: Path, parent_id: str,
-            start: float) -> dict[str, Any]:
+def _finish(cfg: ExperimentConfig, runner: StageRunner, results: list[ArmResult], comps: list[Comparison],
+            run_dir: Path, parent_id: str, start: float) -> dict[str, Any]:
     """Report files, summary.json and the flow's own metrics, all attached to the parent MLflow run."""
-    paths = write_report(cfg.data.source, results, run_dir)
+    paths = write_report(cfg.data.source, results, run_dir, comps)
     wall = time.perf_counter() - start
     summary = {"run_dir": str(run_dir), "mlflow_run_id": parent_id, "wall_seconds": round(wall, 1),
                "generations_performed": runner.generations_performed(),
                "stages": runner.summary(), "results": [r.model_dump() for r in results],
+               "comparisons": [c.model_dump() for c in comps],
                "report": {k: str(v) for k, v in paths.items()}}
     write_text_atomic(run_dir / "summary.json", json.dumps(summary, indent=1))
     runner.tracker.metrics({"flow/wall_seconds": wall, "flow/generations_performed": summary["generations_performed"],
@@ -85,10 +87,11 @@ def experiment(config_path: str | None = None, overrides: list[str] | None = Non
         finally:
             release_backends()
             write_text_atomic(run_dir / "stages.json", json.dumps(runner.summary(), indent=1))
-        results = assemble(list(done.arms), done.familiarity)
+        comps = comparisons(list(done.arms), seed=cfg.seed)
+        results = assemble(list(done.arms), done.familiarity, comps)
         log_arms(tracker, log, cfg, done.base.folder, done.arms, results)
-        summary = _finish(cfg, runner, results, run_dir, parent, start)
-    create_markdown_artifact(markdown=markdown_table(cfg.data.source, results), key="s3ft-report",
+        summary = _finish(cfg, runner, results, comps, run_dir, parent, start)
+    create_markdown_artifact(markdown=markdown_table(cfg.data.source, results, comps), key="s3ft-report",
                              description=f"{cfg.name}: {run_dir}")
     hits = [c.label for c in runner.calls if c.cached]
     log.info("done in %.0f s; %d generations performed; cache hits: %s", summary["wall_seconds"],

@@ -1,125 +1,161 @@
-"""The comparison report: a markdown table, a PNG people look at, and a JSON for machines."""
+"""The comparison report: markdown tables, a PNG people look at (flows/report_plot.py), a JSON for machines.
+
+Differences between arms are paired differences over the same items with 95 % bootstrap CIs
+(flows/comparisons.py); accuracies and benchmark scores are in points (x100), drift in nats per token.
+"""
 from __future__ import annotations
 
 import json
 import math
 from pathlib import Path
 
-from flows.results import ArmResult, benchmark_names
+from flows.report_plot import plot
+from flows.results import ArmResult, Comparison, Delta, benchmark_names, metric_name
 from tasks.core.records import write_text_atomic
-
-
-def metric_name(source: str) -> str:
-    """What the in-domain score is called: pass@1 (greedy, one sample) for code sources."""
-    return "pass@1" if source.startswith(("mbpp", "humaneval")) else "accuracy"
-
-
-ARM_COLORS = {"base": "#888888", "sft": "#1f77b4", "sdft": "#9467bd", "s3ft": "#2ca02c"}
-
-
-def _finite(x: float) -> float:
-    return x if math.isfinite(x) else 0.0
 
 
 def _pct(x: float) -> str:
     return f"{100 * x:.1f}"
 
 
-def markdown_table(source: str, results: list[ArmResult]) -> str:
-    base = next((r for r in results if r.arm == "base"), None)
-    lines = [f"### {source}: in-domain {metric_name(source)} and training-target mix",
-             "",
-             f"| arm | {metric_name(source)} % | ± stderr | Δ vs base | n | self | paraphrase | gold |",
-             "|---|---:|---:|---:|---:|---:|---:|---:|"]
+def _p(d: Delta | None) -> str:
+    if d is None or d.p is None:
+        return ""
+    return "<0.001" if d.p < 0.001 else f"{d.p:.3f}"
+
+
+def _drop(d: Delta | None) -> str:
+    """A drop (base minus arm) in points with its CI: the negated difference."""
+    return "" if d is None else Delta(estimate=-d.estimate, low=-d.high, high=-d.low, n=d.n).fmt()
+
+
+def _score(general: dict[str, float], name: str) -> str:
+    """`54.0 ± 5.0`; lm-eval gives no stderr for a group of one-item subsets (MMLU at one per subject)."""
+    if f"{name}/acc" not in general:
+        return ""
+    stderr = general.get(f"{name}/acc_stderr", float("nan"))
+    return f"{_pct(general[f'{name}/acc'])} ± {'n/a' if math.isnan(stderr) else _pct(stderr)}"
+
+
+def _table(header: list[str], rows: list[list[str]]) -> list[str]:
+    return ["| " + " | ".join(header) + " |", "|---|" + "---:|" * (len(header) - 1),
+            *("| " + " | ".join(r) + " |" for r in rows)]
+
+
+def indomain_section(source: str, results: list[ArmResult]) -> list[str]:
+    name = metric_name(source)
+    rows = []
     for r in results:
-        delta = "" if base is None or r.arm == "base" else f"{100 * (r.accuracy - base.accuracy):+.1f}"
+        d = r.vs_base.get("indomain/accuracy")
         mix = [str(r.targets.get(k, "")) if r.targets else "" for k in ("self", "paraphrase", "gold")]
         n = f"{r.n} x {len(r.seeds)} seeds" if r.seeds else str(r.n)
-        lines.append(f"| {r.arm} | {_pct(r.accuracy)} | {_pct(r.stderr)} | {delta} | {n} | " + " | ".join(mix) + " |")
+        rows.append([r.arm, _pct(r.accuracy), _pct(r.stderr), d.fmt() if d else "", _p(d), n, *mix])
+    lines = [f"### {source}: in-domain {name} and training-target mix", "",
+             *_table(["arm", f"{name} %", "± stderr", "Δ vs base [95% CI]", "McNemar p", "n", "self", "paraphrase",
+                      "gold"], rows)]
     if any(r.seeds for r in results):
-        lines += ["", "Arms trained with several seeds show the mean over seeds and its stderr across seeds."]
-    names = benchmark_names(base.general) if base is not None else []
-    if names:
-        lines += ["", "### General benchmarks (lm-eval): score % ± stderr, and the drop versus base "
-                  "(points; lower is better)", "",
-                  "| arm | " + " | ".join(names) + " | " + " | ".join(f"{n} drop" for n in names) + " | avg drop |",
-                  "|---|" + "---:|" * (2 * len(names) + 1)]
-        for r in results:
-            scores = [f"{_pct(r.general[f'{n}/acc'])} ± {_pct(r.general.get(f'{n}/acc_stderr', float('nan')))}"
-                      if f"{n}/acc" in r.general else "" for n in names]
-            drops = [f"{r.drops[f'{n}/drop']:+.1f}" if f"{n}/drop" in r.drops else "" for n in names]
-            avg = f"{r.drops['general/avg_drop']:+.1f}" if "general/avg_drop" in r.drops else ""
-            lines.append(f"| {r.arm} | " + " | ".join(scores) + " | " + " | ".join(drops) + f" | {avg} |")
-    judged = [r for r in results if r.judged]
-    if judged:
-        lines += ["", "### Judge: test verdicts decided by each judge step (normalized match, then LLM judge)", "",
-                  "| arm | normalized | llm | precheck | llm unparseable |", "|---|---:|---:|---:|---:|"]
-        for r in judged:
-            cells = [str(r.judged.get(k, 0)) for k in ("by_normalized", "by_llm", "by_precheck", "llm_unparseable")]
-            lines.append(f"| {r.arm} | " + " | ".join(cells) + " |")
-    familiar = [r for r in results if r.familiarity]
-    if familiar:
-        lines += ["", "### Familiarity: mean per-token log-prob of the training targets under the base model "
-                  "(higher = closer to the model's own distribution)", "",
-                  "| arm | self | paraphrase | gold |", "|---|---:|---:|---:|"]
-        for r in familiar:
-            cells = [f"{r.familiarity[s]:.3f}" if s in r.familiarity else "" for s in ("self", "paraphrase", "gold")]
-            lines.append(f"| {r.arm} | " + " | ".join(cells) + " |")
-    return "\n".join(lines) + "\n"
+        lines += ["", "Arms trained with several seeds show the mean over seeds and its stderr across seeds; the "
+                  "paired Δ compares each item's mean over seeds."]
+    return lines
 
 
-def plot(source: str, results: list[ArmResult], path: Path) -> Path:
-    """Left: accuracy per arm with stderr bars. Right: where each trained arm's targets came from."""
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
+def benchmark_section(results: list[ArmResult]) -> list[str]:
     names = benchmark_names(results[0].general) if results else []
-    fig, axes = plt.subplots(1, 3 if names else 2, figsize=(15 if names else 10, 4))
-    ax1, ax2 = axes[0], axes[1]
-    arms = [r.arm for r in results]
-    colors = [ARM_COLORS.get(a, "#17becf") for a in arms]
-    ax1.bar(arms, [100 * r.accuracy for r in results], yerr=[100 * r.stderr for r in results],
-            capsize=6, color=colors)
-    for i, r in enumerate(results):
-        ax1.text(i, 100 * r.accuracy + 100 * r.stderr + 0.5, _pct(r.accuracy), ha="center")
-    tops = [100 * (r.accuracy + r.stderr) for r in results] or [1.0]
-    ax1.set_ylim(0, max(max(tops) * 1.25, 1.0))  # room for the value labels under the title
-    ax1.set_ylabel(f"{metric_name(source)} (%)")
-    ax1.set_title(f"{source} test {metric_name(source)} (n={results[0].n if results else 0})")
-    trained = [r for r in results if r.targets]
-    bottom = [0.0] * len(trained)
-    for source, color in (("self", "#2ca02c"), ("paraphrase", "#ff7f0e"), ("gold", "#d62728")):
-        values = [100 * r.targets.get(source, 0) / max(1, sum(r.targets.values())) for r in trained]
-        ax2.bar([r.arm for r in trained], values, bottom=bottom, label=source, color=color)
-        bottom = [b + v for b, v in zip(bottom, values)]
-    ax2.set_ylabel("% of training targets")
-    ax2.set_title("target source")
-    ax2.legend(loc="upper right", fontsize=8)
-    if names:
-        ax3 = axes[2]
-        width = 0.8 / len(results)
-        for i, r in enumerate(results):
-            xs = [j + (i - (len(results) - 1) / 2) * width for j in range(len(names))]
-            ax3.bar(xs, [100 * r.general.get(f"{n}/acc", 0) for n in names], width,
-                    yerr=[_finite(100 * r.general.get(f"{n}/acc_stderr", 0.0)) for n in names],
-                    capsize=3, label=r.arm + (f" (avg drop {r.drops['general/avg_drop']:+.1f})"
-                                              if "general/avg_drop" in r.drops else ""), color=colors[i])
-        ax3.set_xticks(range(len(names)), names, fontsize=8)
-        ax3.set_ylabel("score (%)")
-        ax3.set_title("general benchmarks (lm-eval)")
-        ax3.legend(fontsize=8)
-    fig.tight_layout()
-    fig.savefig(path, dpi=110)
-    plt.close(fig)
-    return path
+    if not names:
+        return []
+    scores = [[r.arm] + [_score(r.general, n) for n in names] for r in results]
+    drops = [[r.arm] + [_drop(r.vs_base.get(f"{n}/acc")) for n in names] + [_drop(r.vs_base.get("general/avg"))]
+             for r in results if r.vs_base]
+    return ["", "### General benchmarks (lm-eval): score % ± stderr", "", *_table(["arm", *names], scores),
+            "", "Drop versus base in points (base minus arm, lower is better), paired over the same items, "
+            "with 95% bootstrap CIs:", "", *_table(["arm", *[f"{n} drop" for n in names], "avg drop"], drops)]
 
 
-def write_report(source: str, results: list[ArmResult], out_dir: Path) -> dict[str, Path]:
+def _kl(drift: dict[str, float]) -> str:
+    if math.isnan(drift["kl"]):
+        return "n/a"
+    return f"{drift['kl']:.5f} [{drift['kl_ci_low']:.5f}, {drift['kl_ci_high']:.5f}]"
+
+
+def drift_section(results: list[ArmResult]) -> list[str]:
+    rows = [[r.arm, _kl(r.drift), f"{r.drift['logprob_delta']:+.4f}"] for r in results if r.drift]
+    if not rows:
+        return []
+    return ["", "### Drift from base on general text (the base model's own replies; per token, nats)", "",
+            *_table(["arm", "KL(base ‖ arm) [95% CI]", "log-prob change of the replies"], rows)]
+
+
+def versus_sft_section(results: list[ArmResult]) -> list[str]:
+    rows = []
+    for r in results:
+        if not r.vs_sft:
+            continue
+        d = r.vs_sft
+        kl = d.get("drift/kl")
+        rows.append([f"{r.arm} − sft", d["indomain/accuracy"].fmt(), _p(d["indomain/accuracy"]),
+                     d["general/avg"].fmt() if "general/avg" in d else "", kl.fmt(1.0, 5) if kl else ""])
+    if not rows:
+        return []
+    return ["", "### Against sft, paired over the same items (arm minus sft; 95% bootstrap CIs)", "",
+            *_table(["arms", "in-domain Δ (points)", "McNemar p", "benchmarks Δ avg (points)", "drift KL Δ"], rows)]
+
+
+def tradeoff_section(results: list[ArmResult]) -> list[str]:
+    rows = []
+    for r in results:
+        if not r.vs_base:
+            continue
+        rows.append([r.arm, r.vs_base["indomain/accuracy"].fmt(), _drop(r.vs_base.get("general/avg")),
+                     _kl(r.drift) if r.drift else ""])
+    if not rows:
+        return []
+    return ["", "### Trade-off (report.png's right panels): in-domain gain against forgetting", "",
+            *_table(["arm", "in-domain Δ vs base (points)", "avg benchmark drop (points)", "drift KL"], rows)]
+
+
+def per_seed_section(comps: list[Comparison]) -> list[str]:
+    rows = [[c.arm, c.reference, str(c.seed), c.deltas["indomain/accuracy"].fmt(),
+             c.deltas["general/avg"].fmt() if "general/avg" in c.deltas else "",
+             c.deltas["drift/kl"].fmt(1.0, 5) if "drift/kl" in c.deltas else ""] for c in comps if c.seed is not None]
+    if len({r[2] for r in rows}) < 2:
+        return []
+    return ["", "### Per training seed (arm minus reference, paired; 95% bootstrap CIs)", "",
+            *_table(["arm", "vs", "seed", "in-domain Δ", "benchmarks Δ avg", "drift KL Δ"], rows)]
+
+
+def judge_section(results: list[ArmResult]) -> list[str]:
+    judged = [r for r in results if r.judged]
+    if not judged:
+        return []
+    rows = [[r.arm] + [str(r.judged.get(k, 0)) for k in ("by_normalized", "by_llm", "by_precheck", "llm_unparseable")]
+            for r in judged]
+    return ["", "### Judge: test verdicts decided by each judge step (normalized match, then LLM judge)", "",
+            *_table(["arm", "normalized", "llm", "precheck", "llm unparseable"], rows)]
+
+
+def familiarity_section(results: list[ArmResult]) -> list[str]:
+    familiar = [r for r in results if r.familiarity]
+    if not familiar:
+        return []
+    rows = [[r.arm] + [f"{r.familiarity[s]:.3f}" if s in r.familiarity else "" for s in ("self", "paraphrase", "gold")]
+            for r in familiar]
+    return ["", "### Familiarity: mean per-token log-prob of the training targets under the base model "
+            "(higher = closer to the model's own distribution)", "", *_table(["arm", "self", "paraphrase", "gold"], rows)]
+
+
+def markdown_table(source: str, results: list[ArmResult], comps: list[Comparison] | None = None) -> str:
+    sections = (indomain_section(source, results) + benchmark_section(results) + drift_section(results)
+                + versus_sft_section(results) + tradeoff_section(results) + per_seed_section(comps or [])
+                + judge_section(results) + familiarity_section(results))
+    return "\n".join(sections) + "\n"
+
+
+def write_report(source: str, results: list[ArmResult], out_dir: Path,
+                 comps: list[Comparison] | None = None) -> dict[str, Path]:
     out_dir.mkdir(parents=True, exist_ok=True)
     md = out_dir / "report.md"
-    write_text_atomic(md, markdown_table(source, results))
+    write_text_atomic(md, markdown_table(source, results, comps))
     js = out_dir / "report.json"
-    write_text_atomic(js, json.dumps([r.model_dump() for r in results], indent=1))
+    write_text_atomic(js, json.dumps({"arms": [r.model_dump() for r in results],
+                                      "comparisons": [c.model_dump() for c in comps or []]}, indent=1))
     return {"markdown": md, "json": js, "plot": plot(source, results, out_dir / "report.png")}

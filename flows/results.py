@@ -12,6 +12,7 @@ from dataclasses import dataclass
 from pydantic import BaseModel, ConfigDict, Field
 
 from tasks.core.records import Artifact, Scores
+from tasks.core.statistics import Interval
 
 
 @dataclass(frozen=True)
@@ -32,6 +33,8 @@ class Evaluation:
     """Test verdicts per judge step (two-step judges): by_normalized, by_llm, by_precheck, llm_unparseable."""
     general: dict[str, float]
     """lm-eval scores: `mmlu/acc`, `mmlu/acc_stderr`, ... (empty when benchmarks are off)."""
+    benchmark: Artifact | None = None
+    """The benchmark stage's metrics.json; its folder holds lm-eval's per-sample logs (`samples/`)."""
 
 
 @dataclass(frozen=True)
@@ -41,6 +44,8 @@ class SeedRun:
     seed: int | None
     adapter: Artifact | None
     evaluation: Evaluation
+    drift: Artifact | None = None
+    """The drift stage's drift.json (per-prompt values in drift_items.jsonl beside it); None for base."""
 
 
 @dataclass(frozen=True)
@@ -53,6 +58,34 @@ class ArmRun:
 
 class Row(BaseModel):
     model_config = ConfigDict(frozen=True)
+
+
+class Delta(Row):
+    """A paired difference (arm minus reference) with its 95 % CI; `p` is McNemar's for binary scores."""
+
+    estimate: float
+    low: float
+    high: float
+    n: int
+    p: float | None = None
+
+    @classmethod
+    def of(cls, interval: Interval, p: float | None = None) -> "Delta":
+        return cls(estimate=interval.estimate, low=interval.low, high=interval.high, n=interval.n, p=p)
+
+    def fmt(self, scale: float = 100.0, digits: int = 1) -> str:
+        """`+1.2 [-0.4, +2.8]` in points (x100) by default; `n/a` without items."""
+        return Interval(self.estimate, self.low, self.high, self.n).fmt(scale, digits)
+
+
+class Comparison(Row):
+    """One arm against a reference (base or sft) for one training seed, or across seeds (seed None)."""
+
+    arm: str
+    reference: str
+    seed: int | None
+    deltas: dict[str, Delta] = Field(default_factory=dict)
+    """`indomain/accuracy`, `<benchmark>/acc` per benchmark, `general/avg` (their mean), `drift/kl`."""
 
 
 class SeedResult(Row):
@@ -88,6 +121,12 @@ class ArmResult(Row):
     seeds: list[SeedResult] = Field(default_factory=list)
     """Per training seed, when an arm was trained with several: the scores above are their mean, and
     the stderrs the spread across seeds (std / sqrt(k))."""
+    vs_base: dict[str, Delta] = Field(default_factory=dict)
+    """Paired differences from base over the same items (across seeds when several; flows/comparisons.py)."""
+    vs_sft: dict[str, Delta] = Field(default_factory=dict)
+    """The same against sft (for trained arms other than sft, when the experiment has sft)."""
+    drift: dict[str, float] = Field(default_factory=dict)
+    """Drift from base on general text: `kl` with `kl_ci_low`/`kl_ci_high`, `logprob_delta` (mean over seeds)."""
 
 
 def benchmark_names(general: dict[str, float]) -> list[str]:
@@ -132,8 +171,26 @@ def aggregate_seeds(arm: str, per_seed: list[SeedResult], targets: dict[str, int
                      general=general, seeds=per_seed)
 
 
-def arm_result(run: ArmRun, base_general: dict[str, float], familiarity: dict[str, float]) -> ArmResult:
-    """One arm's report row: seeds aggregated, its drops versus base, its targets' familiarity."""
+def _overall(comps: list[Comparison], arm: str, reference: str) -> dict[str, Delta]:
+    """The across-seeds comparison when there is one, else the single seed's."""
+    mine = [c for c in comps if c.arm == arm and c.reference == reference]
+    chosen = next((c for c in mine if c.seed is None), mine[0] if len(mine) == 1 else None)
+    return dict(chosen.deltas) if chosen else {}
+
+
+def _drift(run: ArmRun, vs_base: dict[str, Delta]) -> dict[str, float]:
+    seeds = [s.drift.counts for s in run.seeds if s.drift is not None]
+    if not seeds or "drift/kl" not in vs_base:
+        return {}
+    kl = vs_base["drift/kl"]
+    return {"kl": kl.estimate, "kl_ci_low": kl.low, "kl_ci_high": kl.high,
+            "logprob_delta": sum(d.get("logprob_delta", float("nan")) for d in seeds) / len(seeds)}
+
+
+def arm_result(run: ArmRun, base_general: dict[str, float], familiarity: dict[str, float],
+               comps: list[Comparison]) -> ArmResult:
+    """One arm's report row: seeds aggregated, its drops and paired differences versus base (and sft), its
+    drift, its targets' familiarity."""
     targets = {k: int(run.targets.counts.get(k, 0)) for k in ("self", "paraphrase", "gold")} if run.targets else {}
     row = aggregate_seeds(run.arm, [seed_result(s) for s in run.seeds], targets)
     judged: dict[str, int] = {}
@@ -141,11 +198,20 @@ def arm_result(run: ArmRun, base_general: dict[str, float], familiarity: dict[st
         for k, v in s.evaluation.judged.items():
             judged[k] = judged.get(k, 0) + v
     drops = general_drops(base_general, row.general) if run.targets is not None else {}
-    return row.model_copy(update={"judged": judged, "drops": drops, "familiarity": familiarity})
+    vs_base = _overall(comps, run.arm, "base")
+    return row.model_copy(update={"judged": judged, "drops": drops, "familiarity": familiarity,
+                                  "vs_base": vs_base, "vs_sft": _overall(comps, run.arm, "sft"),
+                                  "drift": _drift(run, vs_base)})
 
 
-def assemble(runs: list[ArmRun], familiarity: dict[str, dict[str, float]]) -> list[ArmResult]:
+def assemble(runs: list[ArmRun], familiarity: dict[str, dict[str, float]],
+             comps: list[Comparison] | None = None) -> list[ArmResult]:
     """The report's rows, base first: what the table, the plot, MLflow and summary.json show."""
     base = next(r for r in runs if r.arm == "base")
     base_general = base.seeds[0].evaluation.general
-    return [arm_result(r, base_general, familiarity.get(r.arm, {})) for r in runs]
+    return [arm_result(r, base_general, familiarity.get(r.arm, {}), comps or []) for r in runs]
+
+
+def metric_name(source: str) -> str:
+    """What the in-domain score is called: pass@1 (greedy, one sample) for code sources."""
+    return "pass@1" if source.startswith(("mbpp", "humaneval")) else "accuracy"

@@ -101,9 +101,10 @@ class Tracker:
             for f in files or []:
                 self.log_path(f)
 
-    def arm(self, arm: str, params: dict[str, Any], metrics: dict[str, float], files: list[Path],
+    def arm(self, arm: str, params: dict[str, Any], metrics: dict[str, float], files: list[tuple[Path, str | None]],
             step_metrics: dict[str, list[float]] | None = None, tags: dict[str, str] | None = None) -> str:
-        """A nested run per arm with the uniform metric names; returns its run id."""
+        """A nested run per arm with the uniform metric names; `files` are (local path, artifact folder or
+        None for the default place); returns its run id."""
         with self.mlflow.start_run(run_name=f"arm:{arm}", nested=True,
                                    tags={**self.tags, "arm": arm, **(tags or {})}) as run:
             self.mlflow.log_params(flat_params(params))
@@ -111,12 +112,13 @@ class Tracker:
             for name, values in (step_metrics or {}).items():
                 for step, v in enumerate(values):
                     self.mlflow.log_metric(name, float(v), step=step)
-            for f in files:
-                self.log_path(f)
+            for path, folder in files:
+                self.log_path(path, folder)
             return run.info.run_id
 
-    def register_adapter(self, name: str, run_id: str, sha256: str, tags: dict[str, str]) -> str:
-        """Register the arm run's `adapter` artifact as a version of model `name` (once per adapter content)."""
+    def register_adapter(self, name: str, run_id: str, artifact: str, sha256: str, tags: dict[str, str]) -> str:
+        """Register the run's `artifact` (an adapter folder) as a version of model `name`, once per adapter
+        content: a re-run of the same adapter adds no version."""
         client = self.mlflow.MlflowClient()
         try:
             client.get_registered_model(name)
@@ -126,7 +128,7 @@ class Tracker:
         for v in client.search_model_versions(f"name = '{name}'"):
             if v.tags.get("adapter_sha256") == sha256:
                 return v.version  # the same adapter (a cache hit): no new version
-        source = f"{client.get_run(run_id).info.artifact_uri}/adapter"
+        source = f"{client.get_run(run_id).info.artifact_uri}/{artifact}"
         version = client.create_model_version(name, source=source, run_id=run_id,
                                               tags={**tags, "adapter_sha256": sha256},
                                               description=f"LoRA adapter for {tags.get('base_model', '?')}")

@@ -13,39 +13,7 @@ from pathlib import Path
 
 from tasks.core.records import Artifact, Target, artifact_for, read_jsonl, sha256_json, write_text_atomic
 from tasks.core.stage import run_logger, stage
-from tasks.engines.lora import IGNORE, encode_target
-
-
-def answer_logprobs(model_dir: Path, conversations: list[list[dict[str, str]]], batch_size: int = 8,
-                    max_len: int = 4096) -> list[float]:
-    """Mean log-probability per answer token of each conversation's final assistant message."""
-    import torch
-    from tqdm.auto import tqdm
-    from transformers import AutoModelForCausalLM, AutoTokenizer, DataCollatorForSeq2Seq
-
-    tokenizer = AutoTokenizer.from_pretrained(model_dir)
-    if tokenizer.pad_token is None:
-        tokenizer.pad_token = tokenizer.eos_token
-    model = AutoModelForCausalLM.from_pretrained(model_dir, dtype=torch.float32).eval()
-    encoded = [encode_target(tokenizer, c, max_len) for c in conversations]
-    pad = DataCollatorForSeq2Seq(tokenizer, padding=True, label_pad_token_id=IGNORE)
-    order = sorted(range(len(encoded)), key=lambda i: len(encoded[i]["input_ids"]) if encoded[i] else 0)
-    out: dict[int, float] = {}
-    for start in tqdm(range(0, len(order), batch_size), desc="familiarity", unit="batch"):
-        idx = [i for i in order[start:start + batch_size] if encoded[i] is not None]
-        out.update({i: float("nan") for i in order[start:start + batch_size] if encoded[i] is None})
-        if not idx:
-            continue
-        batch = pad([encoded[i] for i in idx])
-        labels = batch["labels"][:, 1:]
-        with torch.inference_mode():
-            logits = model(input_ids=batch["input_ids"], attention_mask=batch["attention_mask"]).logits[:, :-1]
-            logp = torch.log_softmax(logits.float(), dim=-1)
-            mask = labels != IGNORE
-            token_lp = logp.gather(-1, labels.clamp(min=0).unsqueeze(-1)).squeeze(-1) * mask
-            means = token_lp.sum(1) / mask.sum(1).clamp(min=1)
-        out.update({i: float(m) for i, m in zip(idx, means.tolist())})
-    return [out[i] for i in range(len(conversations))]
+from tasks.engines.scoring import answer_logprobs
 
 
 def _key(t: Target) -> str:

@@ -15,7 +15,8 @@ ROOT = Path(__file__).resolve().parents[1]
 TINY_RANDOM = ["data.train_size=4", "data.test_size=4", "generation.backend=hf", "generation.max_new_tokens=16",
                "paraphrase.max_new_tokens=16", "evaluation.max_new_tokens=16", "paraphrase.min_length_ratio=0",
                "judge.reject_truncated=false", "training.max_steps=2", "training.batch_size=2",
-               "benchmarks.names=[]", "arms=[base,s3ft]", "diagnostics.familiarity=false"]
+               "benchmarks.names=[]", "arms=[base,s3ft]", "diagnostics.familiarity=false",
+               "drift.prompts=4", "drift.max_new_tokens=8"]
 
 
 def command(out: Path, model: Path, extra: list[str], config: str = "configs/tiny.yaml",

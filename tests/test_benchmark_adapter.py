@@ -4,7 +4,8 @@ import importlib.util
 
 import pytest
 
-from tasks.core.settings import BenchmarkSettings, VllmSettings
+from tasks.core.measure_settings import BenchmarkSettings
+from tasks.core.settings import VllmSettings
 from tasks.engines.harness import lm_for
 from tasks.merge import merge_adapter
 

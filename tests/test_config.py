@@ -19,7 +19,7 @@ EXPERIMENT_CONFIGS = sorted(p for p in (ROOT / "configs").rglob("*.yaml") if "be
 def test_every_shipped_config_validates(path):
     cfg = load_config(path)
     assert cfg.seeds and set(cfg.arms) >= {"base"}
-    for section in ("data", "generation", "training", "benchmarks", "diagnostics"):
+    for section in ("data", "generation", "training", "benchmarks", "diagnostics", "drift"):
         explicit = (yaml.safe_load(path.read_text()).get(section) or {}).get("seed")
         assert getattr(cfg, section).seed == (cfg.seed if explicit is None else explicit), section
 
@@ -118,11 +118,16 @@ def test_a_config_extends_a_base_file(tmp_path):
         load_config(tmp_path / "loop.yaml")
 
 
-def test_quickstart_meets_the_acceptance_sizes():
+def test_the_quickstart_is_in_the_own_answer_regime_and_measures_forgetting():
+    """NQ with its gold passage (the bundled model answers ~45 %), drift on, MMLU and TruthfulQA (the design
+    card's) plus benchmarks the small model passes above chance; the GSM8K setting stays beside it."""
     cfg = load_config(ROOT / "configs/quickstart.yaml")
-    assert cfg.model.ref == "bundled:smollm2-135m-instruct"
-    assert cfg.data.train_size >= 200 and cfg.data.test_size >= 200
-    assert cfg.arms == ["base", "sft", "s3ft"]
+    assert cfg.model.ref == "bundled:smollm2-135m-instruct" and cfg.arms == ["base", "sft", "s3ft"]
+    assert (cfg.data.source, cfg.judge.name) == ("nq", "qa") and cfg.drift.enabled
+    names = set(cfg.benchmarks.names)
+    assert "mmlu" in names and names & {"truthfulqa_mc1", "truthfulqa_mc2"} and {"arc_easy", "piqa"} <= names
+    gsm8k = load_config(ROOT / "configs/gsm8k_quickstart.yaml")
+    assert gsm8k.data.source == "gsm8k" and gsm8k.data.train_size >= 200 and gsm8k.data.test_size >= 200
 
 
 @pytest.mark.parametrize("name, judge", [("gsm8k", "math"), ("mbpp", "code"), ("nq", "qa")])
@@ -184,9 +189,9 @@ def test_the_cli_reads_the_config_once_and_hands_the_flow_the_object(monkeypatch
 
 
 def test_nq_configs_use_the_two_step_judge():
-    for name in ("nq", "nq_quickstart"):
+    for name in ("nq", "quickstart"):
         cfg = load_config(ROOT / f"configs/{name}.yaml")
         assert (cfg.data.source, cfg.judge.name) == ("nq", "qa") and cfg.judge.llm.enabled
         assert cfg.judge.llm.model is None  # the base model judges, as in the paper
     with pytest.raises(ConfigError, match="judge.llm.prompt"):
-        load_config(ROOT / "configs/nq_quickstart.yaml", ["judge.llm.prompt=Is {candidate} right?"])
+        load_config(ROOT / "configs/quickstart.yaml", ["judge.llm.prompt=Is {candidate} right?"])

@@ -5,7 +5,8 @@ from pathlib import Path
 
 import pytest
 
-from tasks.familiarity import answer_logprobs, familiarity
+from tasks.engines.scoring import answer_logprobs
+from tasks.familiarity import familiarity
 from tasks.core.records import Target, artifact_for, write_jsonl
 
 Q = [{"role": "user", "content": "What is 2+2?"}]

@@ -20,10 +20,11 @@ TINY = ["name=tiny", "data.train_size=6", "data.test_size=4", "generation.max_ne
         "paraphrase.max_new_tokens=48", "evaluation.max_new_tokens=48", "training.max_steps=2",
         "training.batch_size=2", "tracking.experiment=s3ft-test",
         "judge.reject_truncated=false",  # 48-token caps cut every answer: keep self/paraphrase targets possible
-        "benchmarks.names=[truthfulqa_mc1, truthfulqa_mc2]", "benchmarks.truthfulqa_limit=2"]
+        "benchmarks.names=[truthfulqa_mc1, truthfulqa_mc2]", "benchmarks.truthfulqa_limit=2",
+        "drift.prompts=10", "drift.max_new_tokens=24"]
 
 
-def _run(out: Path, extra: list[str], config: str = "configs/quickstart.yaml",
+def _run(out: Path, extra: list[str], config: str = "configs/gsm8k_quickstart.yaml",
          tiny: list[str] = TINY) -> tuple[dict, str]:
     env = dict(os.environ, PREFECT_HOME=str(out / "prefect-home"), PYTHONUNBUFFERED="1")
     env.pop("MLFLOW_TRACKING_URI", None)
@@ -189,7 +190,7 @@ def test_a_second_training_seed_runs_only_that_seeds_stages(first, flow_out):
 
 
 TINY_NQ = ["name=tiny-nq", "data.train_size=4", "data.test_size=3", "training.max_steps=2", "training.batch_size=2",
-           "tracking.experiment=s3ft-test-nq", "arms=[base, s3ft]", "benchmarks.names=[]",
+           "tracking.experiment=s3ft-test-nq", "arms=[base, s3ft]", "benchmarks.names=[]", "drift.enabled=false",
            "judge.max_error_fraction=0.5"]
 
 
@@ -197,7 +198,7 @@ TINY_NQ = ["name=tiny-nq", "data.train_size=4", "data.test_size=3", "training.ma
 def test_nq_flow_runs_the_llm_judge_step(tmp_path, mirror):
     """Reading comprehension end to end: every answer the normalized match does not accept is judged
     by the LLM through the generation stage, and the verdicts say which judge step decided."""
-    first, log = _run(tmp_path, [], "configs/nq_quickstart.yaml", TINY_NQ)
+    first, log = _run(tmp_path, [], "configs/quickstart.yaml", TINY_NQ)
     labels = [s["stage"] for s in first["stages"]]
     for label in ("train", "test:base", "test:s3ft"):
         assert {f"judge:{label}", f"llm_judge_prompts:{label}", f"generate:judge:{label}",
@@ -218,5 +219,5 @@ def test_nq_flow_runs_the_llm_judge_step(tmp_path, mirror):
     assert sum(results["base"]["judged"].get(k, 0) for k in ("by_normalized", "by_llm", "by_precheck")) == 3
     assert "### Judge: test verdicts decided by each judge step" in log
 
-    again, _ = _run(tmp_path, [], "configs/nq_quickstart.yaml", TINY_NQ)
+    again, _ = _run(tmp_path, [], "configs/quickstart.yaml", TINY_NQ)
     assert again["generations_performed"] == 0 and all(s["cached"] for s in again["stages"])

@@ -15,7 +15,7 @@ from typing import Any, Literal
 from pydantic import BaseModel
 
 from tasks.core.records import Artifact, sha256_json
-from tasks.core.settings import Section
+from tasks.core.section import Section
 
 STORE_PARAM = "store"
 """Every stage's keyword argument naming the store folder (a location: never hashed)."""

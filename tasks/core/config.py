@@ -12,12 +12,14 @@ from typing import Any
 
 from pydantic import Field, TypeAdapter, ValidationError, field_validator, model_validator
 
-from tasks.core.settings import (BenchmarkSettings, DataSettings, DiagnosticsSettings, EvaluationSettings,
-                                 GenerationSettings, JudgeSettings, LoraSettings, ModelSettings,
-                                 ParaphraseSettings, Section, TrackingSettings, TrainingSettings, VllmSettings)
+from tasks.core.judge_settings import JudgeSettings, ParaphraseSettings
+from tasks.core.measure_settings import BenchmarkSettings, DiagnosticsSettings, DriftSettings
+from tasks.core.section import Section
+from tasks.core.settings import (DataSettings, EvaluationSettings, GenerationSettings, LoraSettings, ModelSettings,
+                                 TrackingSettings, TrainingSettings, VllmSettings)
 
 TRACKING_ENV = "MLFLOW_TRACKING_URI"
-SEEDED_SECTIONS = ("data", "generation", "training", "benchmarks", "diagnostics")
+SEEDED_SECTIONS = ("data", "generation", "training", "benchmarks", "diagnostics", "drift")
 
 # Keys of earlier versions: a config that still uses one gets an error naming the new key.
 RENAMED = {
@@ -54,6 +56,7 @@ class ExperimentConfig(Section):
     evaluation: EvaluationSettings = Field(default_factory=EvaluationSettings)
     benchmarks: BenchmarkSettings = Field(default_factory=BenchmarkSettings)
     diagnostics: DiagnosticsSettings = Field(default_factory=DiagnosticsSettings)
+    drift: DriftSettings = Field(default_factory=DriftSettings)
     tracking: TrackingSettings = Field(default_factory=TrackingSettings)
 
     @model_validator(mode="before")

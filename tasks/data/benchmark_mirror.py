@@ -1,9 +1,11 @@
-"""The data mirror's MMLU and TruthfulQA in the layout of the hub datasets lm-eval reads.
+"""The data mirror's general benchmarks in the layout lm-eval reads, copied into one content-addressed folder.
 
 MMLU (`mmlu/test`, `mmlu/dev` CSVs) becomes `mmlu/<subject>/{test,dev}.jsonl` as in `cais/mmlu`, and
 TruthfulQA v0 (the version lm-eval scores) `truthful_qa/multiple_choice/validation.jsonl` as in
 `truthful_qa`, each with a README `configs:` block so `datasets.load_dataset(folder, subject)` works
-offline.
+offline. ARC-Easy/Challenge, HellaSwag, Winogrande, PIQA, BoolQ and OpenBookQA are already JSONL in the
+fields lm-eval's tasks use: they are copied as `<benchmark>/<split>.jsonl` (configs/benchmarks/*.yaml
+point lm-eval's own task definitions at them).
 """
 from __future__ import annotations
 
@@ -16,6 +18,25 @@ from tasks.core.errors import BenchmarkDataError
 from tasks.core.records import sha256_file, sha256_json, write_lines_atomic
 
 MIRROR_FILES = {"mmlu": ("mmlu/test", "mmlu/dev"), "truthfulqa": ("truthfulqa/v0/mc_task.json",)}
+
+# benchmark -> split -> mirror file (see ../shared/data/<name>/SOURCE.md); lm-eval scores the test split
+# where there is one, else validation (EVALUATED_SPLIT).
+JSONL_BENCHMARKS: dict[str, dict[str, str]] = {
+    "arc_easy": {s: f"arc_easy/ARC-Easy-{s}.jsonl" for s in ("train", "validation", "test")},
+    "arc_challenge": {s: f"arc_challenge/ARC-Challenge-{s}.jsonl" for s in ("train", "validation", "test")},
+    "hellaswag": {"validation": "hellaswag/hellaswag_validation.jsonl"},
+    "winogrande": {"validation": "winogrande/winogrande_xl_validation.jsonl"},
+    "piqa": {"validation": "piqa/piqa_validation.jsonl"},
+    # lm-eval's boolq reads super_glue/boolq: the mirror's reconstruction of it (boolq/SOURCE.md's caveat)
+    "boolq": {"validation": "boolq/super_glue_boolq_validation_reconstructed.jsonl"},
+    "openbookqa": {"validation": "openbookqa/openbookqa_main_validation.jsonl",
+                   "test": "openbookqa/openbookqa_main_test.jsonl"},
+}
+
+
+def evaluated_split(name: str) -> str:
+    """The split lm-eval scores for a JSONL benchmark."""
+    return "test" if "test" in JSONL_BENCHMARKS[name] else "validation"
 
 
 def _write_jsonl(path: Path, rows: list[dict]) -> None:
@@ -34,7 +55,9 @@ def mirror_files(mirror: Path) -> list[Path]:
     tqa = mirror / MIRROR_FILES["truthfulqa"][0]
     if not tqa.is_file():
         raise BenchmarkDataError(f"{tqa}: missing. Fix: the mirror needs truthfulqa/v0/mc_task.json")
-    return files + [tqa]
+    # The JSONL benchmarks are optional here: a requested one that is missing fails in the benchmark stage.
+    extra = [mirror / rel for splits in JSONL_BENCHMARKS.values() for rel in splits.values()]
+    return files + [tqa] + [p for p in extra if p.is_file()]
 
 
 def _mmlu_rows(path: Path, subject: str) -> list[dict[str, Any]]:
@@ -51,19 +74,21 @@ def _mmlu_rows(path: Path, subject: str) -> list[dict[str, Any]]:
     return rows
 
 
-def convert_mirror(mirror: Path, out: Path) -> dict[str, int]:
-    """Write `out/mmlu/<subject>/{test,dev}.jsonl` and `out/truthful_qa/multiple_choice/validation.jsonl`."""
-    configs, counts = [], {"mmlu_subjects": 0, "mmlu_test": 0, "truthfulqa": 0}
+def _convert_mmlu(mirror: Path, out: Path) -> dict[str, int]:
+    configs, n_test = [], 0
     subjects = sorted(p.name.removesuffix("_test.csv") for p in (mirror / "mmlu" / "test").glob("*_test.csv"))
     for subject in subjects:
         for split in ("test", "dev"):
             rows = _mmlu_rows(mirror / "mmlu" / split / f"{subject}_{split}.csv", subject)
             _write_jsonl(out / "mmlu" / subject / f"{split}.jsonl", rows)
-            counts["mmlu_test"] += len(rows) if split == "test" else 0
+            n_test += len(rows) if split == "test" else 0
         configs.append(f"- config_name: {subject}\n  data_files:\n  - split: test\n    path: {subject}/test.jsonl\n"
                        f"  - split: dev\n    path: {subject}/dev.jsonl\n")
-    counts["mmlu_subjects"] = len(subjects)
     (out / "mmlu" / "README.md").write_text("---\nconfigs:\n" + "".join(configs) + "---\n")
+    return {"mmlu_subjects": len(subjects), "mmlu_test": n_test}
+
+
+def _convert_truthfulqa(mirror: Path, out: Path) -> dict[str, int]:
     items = json.loads((mirror / MIRROR_FILES["truthfulqa"][0]).read_text(encoding="utf-8"))
     rows = []
     for i, item in enumerate(items):
@@ -78,8 +103,27 @@ def convert_mirror(mirror: Path, out: Path) -> dict[str, int]:
     (out / "truthful_qa" / "README.md").write_text(
         "---\nconfigs:\n- config_name: multiple_choice\n  data_files:\n  - split: validation\n"
         "    path: multiple_choice/validation.jsonl\n---\n")
-    counts["truthfulqa"] = len(rows)
+    return {"truthfulqa": len(rows)}
+
+
+def _copy_jsonl_benchmarks(mirror: Path, out: Path) -> dict[str, int]:
+    """`out/<benchmark>/<split>.jsonl` for every JSONL benchmark the mirror holds; rows of the scored split."""
+    counts = {}
+    for name, splits in JSONL_BENCHMARKS.items():
+        if not all((mirror / rel).is_file() for rel in splits.values()):
+            continue
+        for split, rel in splits.items():
+            lines = [line for line in (mirror / rel).read_text(encoding="utf-8").splitlines(keepends=True)
+                     if line.strip()]
+            write_lines_atomic(out / name / f"{split}.jsonl", lines)
+            if split == evaluated_split(name):
+                counts[name] = len(lines)
     return counts
+
+
+def convert_mirror(mirror: Path, out: Path) -> dict[str, int]:
+    """Every benchmark the mirror holds, in lm-eval's layout under `out`; rows per benchmark."""
+    return {**_convert_mmlu(mirror, out), **_convert_truthfulqa(mirror, out), **_copy_jsonl_benchmarks(mirror, out)}
 
 
 def mirror_hash(mirror: Path) -> str:

@@ -14,14 +14,16 @@ import random
 from pathlib import Path
 from typing import Any
 
+from tasks.core.errors import BenchmarkDataError
 from tasks.core.records import write_lines_atomic, write_text_atomic
-from tasks.core.settings import BenchmarkSettings, VllmSettings
+from tasks.core.measure_settings import BenchmarkSettings
+from tasks.core.settings import VllmSettings
+from tasks.data.benchmark_mirror import JSONL_BENCHMARKS, evaluated_split
 
 ROOT = Path(__file__).resolve().parents[2]
 YAML_DIR = ROOT / "configs" / "benchmarks"
-# benchmark name -> (lm-eval task to request with the mirror, result key)
-LOCAL_TASKS = {"mmlu": ("s3ft_mmlu", "mmlu"), "truthfulqa_mc1": ("truthfulqa_mc1", "truthfulqa_mc1"),
-               "truthfulqa_mc2": ("truthfulqa_mc2", "truthfulqa_mc2")}
+# benchmark name -> (lm-eval task to request with the mirror, result key); the others are requested by name
+LOCAL_TASKS = {"mmlu": ("s3ft_mmlu", "mmlu")}
 
 
 def _write_jsonl(path: Path, rows: list[dict]) -> None:
@@ -43,24 +45,40 @@ def render_task_yamls(data_dir: Path, out: Path) -> Path:
     return out
 
 
+def _lines(path: Path) -> int:
+    with open(path, encoding="utf-8") as fh:
+        return sum(1 for line in fh if line.strip())
+
+
 def sample_indices(data_dir: Path | None, settings: BenchmarkSettings) -> dict[str, list[int]] | None:
-    """Seeded subsets: `mmlu_per_subject` questions of every subject, `truthfulqa_limit` of TruthfulQA."""
-    if data_dir is None or (settings.mmlu_per_subject is None and settings.truthfulqa_limit is None):
+    """Seeded subsets: `mmlu_per_subject` questions of every subject, `truthfulqa_limit` of TruthfulQA (the
+    same questions for MC1 and MC2), `limits[name]` items of the split lm-eval scores of the others."""
+    if data_dir is None:
         return None
-    rng = random.Random(settings.seed)
     samples: dict[str, list[int]] = {}
-    if "mmlu" in settings.names:
+    rng = random.Random(settings.seed)
+    if "mmlu" in settings.names and settings.mmlu_per_subject is not None:
         for folder in sorted(p for p in (data_dir / "mmlu").iterdir() if p.is_dir()):
-            n = sum(1 for _ in open(folder / "test.jsonl", encoding="utf-8"))
-            k = n if settings.mmlu_per_subject is None else min(n, settings.mmlu_per_subject)
-            samples[f"mmlu_{folder.name}"] = sorted(rng.sample(range(n), k))
-    n_tqa = sum(1 for _ in open(data_dir / "truthful_qa" / "multiple_choice" / "validation.jsonl", encoding="utf-8"))
-    k = n_tqa if settings.truthfulqa_limit is None else min(n_tqa, settings.truthfulqa_limit)
-    tqa = sorted(random.Random(settings.seed + 1).sample(range(n_tqa), k))
-    for name in ("truthfulqa_mc1", "truthfulqa_mc2"):
+            n = _lines(folder / "test.jsonl")
+            samples[f"mmlu_{folder.name}"] = sorted(rng.sample(range(n), min(n, settings.mmlu_per_subject)))
+    if settings.truthfulqa_limit is not None:
+        n = _lines(data_dir / "truthful_qa" / "multiple_choice" / "validation.jsonl")
+        tqa = sorted(random.Random(settings.seed + 1).sample(range(n), min(n, settings.truthfulqa_limit)))
+        samples.update({name: tqa for name in ("truthfulqa_mc1", "truthfulqa_mc2") if name in settings.names})
+    for name, k in settings.limits.items():
         if name in settings.names:
-            samples[name] = tqa  # the same questions for both
-    return samples
+            n = _lines(data_dir / name / f"{evaluated_split(name)}.jsonl")
+            samples[name] = sorted(random.Random(f"{settings.seed}:{name}").sample(range(n), min(n, k)))
+    return samples or None
+
+
+def check_benchmark_files(data_dir: Path, names: list[str]) -> None:
+    """Every requested JSONL benchmark has its files in the converted copy (the mirror may predate them)."""
+    for name in names:
+        if name in JSONL_BENCHMARKS and not (data_dir / name / f"{evaluated_split(name)}.jsonl").is_file():
+            files = ", ".join(JSONL_BENCHMARKS[name].values())
+            raise BenchmarkDataError(f"benchmarks.names: {name} needs the mirror files {files}, which the data "
+                                     f"mirror lacks. Fix: use a mirror that has them, or drop {name}")
 
 
 def _lm_eval_vllm_class():
@@ -128,8 +146,8 @@ def metrics_from_results(results: dict[str, Any], names: list[str], local: bool)
     return out
 
 
-def run_benchmarks(model_dir: Path, adapter_dir: Path | None, data_dir: Path | None, settings: BenchmarkSettings,
-                   vllm: VllmSettings, dtype: str, out: Path) -> dict[str, float]:
+def run_benchmarks(model_dir: Path, data_dir: Path | None, settings: BenchmarkSettings, vllm: VllmSettings,
+                   dtype: str, out: Path) -> dict[str, float]:
     """lm-eval on the configured benchmarks; writes results.json and samples/<task>.jsonl to `out`."""
     import lm_eval
     from lm_eval.tasks import TaskManager
@@ -137,9 +155,11 @@ def run_benchmarks(model_dir: Path, adapter_dir: Path | None, data_dir: Path | N
     local = data_dir is not None
     if local:  # everything comes from the converted mirror: never wait on the hub
         os.environ.setdefault("HF_DATASETS_OFFLINE", "1")
+    if local:
+        check_benchmark_files(data_dir, settings.names)
     include = render_task_yamls(data_dir, out / "task_yamls") if local else None
     requested = [LOCAL_TASKS[t][0] if local and t in LOCAL_TASKS else t for t in settings.names]
-    lm = lm_for(model_dir, adapter_dir, settings, vllm, dtype)
+    lm = lm_for(model_dir, None, settings, vllm, dtype)
     samples = sample_indices(data_dir, settings)
     task_manager = TaskManager(include_path=str(include) if include else None)
     results = lm_eval.simple_evaluate(model=lm, tasks=requested + list(settings.extra),

@@ -1,0 +1,89 @@
+"""Config sections for judging: the data source's judge, its LLM step, and the paraphrase prompt whose
+answers are judged like any answer."""
+from __future__ import annotations
+
+from pydantic import Field, field_validator
+
+from tasks.core.section import Section, one_of
+
+
+# Asking to "end with the answer" made SmolLM2 answer only "The answer is: N"; asking to explain
+# each step gave real restatements (8/12 correct on a GSM8K probe).
+DEFAULT_PARAPHRASE_PROMPT = (
+    "Question: {question}\n\nHere is a correct solution:\n{gold}\n\n"
+    "Rewrite this solution in your own words. Explain each step of the calculation, "
+    "then give the final answer in the form 'The answer is: <number>'."
+)
+
+
+def _template_with(v: str, fields: tuple[str, ...]) -> str:
+    for field in fields:
+        if field not in v:
+            raise ValueError(f"the template must contain {field}")
+    return v
+
+
+class ParaphraseSettings(Section):
+    prompt: str = DEFAULT_PARAPHRASE_PROMPT
+    """Template with `{question}` and `{gold}`; the base model answers it for every wrong answer."""
+    max_new_tokens: int = Field(default=256, gt=0)
+    min_length_ratio: float = Field(default=0.3, ge=0, le=1)
+    """A paraphrase with fewer words than this fraction of the gold answer's is rejected (judged
+    incorrect, reason `too short`): a bare "The answer is: N" passes the judge but restates nothing."""
+
+    @field_validator("prompt")
+    @classmethod
+    def _has_fields(cls, v: str) -> str:
+        return _template_with(v, ("{question}", "{gold}"))
+
+
+# Strict and short: the judge model's first word decides; a reply that is neither word is counted
+# as unparseable, never guessed.
+DEFAULT_LLM_JUDGE_PROMPT = (
+    "You are grading a student's answer to a question. Decide only whether the student's answer states "
+    "the same answer as one of the correct answers. Ignore wording, but a vague, partial, hedged "
+    "(several different answers offered) or different answer is wrong.\n\n"
+    "Question: {question}\n"
+    "Correct answer(s): {answers}\n"
+    "Student's answer: {candidate}\n\n"
+    "Is the student's answer correct? Reply with exactly one word: yes or no."
+)
+
+
+class LlmJudgeSettings(Section):
+    """Step 2 of a two-step judge (QA): an LLM decides the answers the normalized match did not accept."""
+
+    enabled: bool = True
+    """false = the normalized match alone decides (every answer without a gold alias is incorrect)."""
+    model: str | None = None
+    """The judge model (same forms as model.ref); null = the experiment's base model. It judges every
+    arm's answers, so it is never the model being evaluated after training."""
+    prompt: str = DEFAULT_LLM_JUDGE_PROMPT
+    """Template with {question}, {answers} (the gold aliases) and {candidate}; asks for yes or no."""
+    max_new_tokens: int = Field(default=12, gt=0)
+    """Room for a one-word reply or a short "the answer is (not) correct"."""
+    system_prompt: str | None = None
+
+    @field_validator("prompt")
+    @classmethod
+    def _has_fields(cls, v: str) -> str:
+        return _template_with(v, ("{question}", "{answers}", "{candidate}"))
+
+
+class JudgeSettings(Section):
+    name: str = "math"
+    """Judge by name (see `judges`): math, code, qa."""
+    max_error_fraction: float = Field(default=0.05, ge=0, le=1)
+    """A judging stage fails when more verdicts than this are `error` (judge infrastructure)."""
+    reject_truncated: bool = True
+    """An answer cut off at max_new_tokens is incorrect (it never stated its final answer), even when
+    its last number happens to match; it is never trained on as a self or paraphrase target."""
+    llm: LlmJudgeSettings = Field(default_factory=LlmJudgeSettings)
+    """For judges with an LLM step (`qa`); ignored by the others."""
+
+    @field_validator("name")
+    @classmethod
+    def _known_judge(cls, v: str) -> str:
+        from judges import judge_names
+
+        return one_of(v, judge_names(), "judge")

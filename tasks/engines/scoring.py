@@ -1,0 +1,124 @@
+"""Teacher-forced scoring of answers under causal LMs (transformers): the mean log-probability of each
+conversation's final answer (familiarity), and per-token KL between two models on the same text (drift).
+On CPU the weights are fp32; on a GPU they are loaded in bfloat16 there. Log-softmax is always taken in fp32.
+
+Both use the chat template and answer-only masking of training (engines.lora.encode_target), so "the
+answer" means the same tokens everywhere. Conversations are batched by length; padding does not change
+a conversation's scores beyond float rounding (tests/test_familiarity.py).
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Iterator
+
+from tasks.engines.lora import IGNORE, encode_target
+
+Conversation = list[dict[str, str]]
+
+
+@dataclass(frozen=True)
+class DriftItem:
+    """One conversation's answer under the base model and an arm: means over its answer tokens."""
+
+    n_tokens: int
+    kl: float
+    """Mean over answer positions of KL(p_base || p_arm), the full next-token distributions (nats)."""
+    logprob_base: float
+    logprob_arm: float
+
+
+def _load(model_dir: Path):
+    import torch
+    from transformers import AutoModelForCausalLM
+
+    if torch.cuda.is_available():  # a 7B model: bf16 weights on the GPU, fp32 log-softmax below
+        return AutoModelForCausalLM.from_pretrained(model_dir, dtype=torch.bfloat16).to("cuda").eval()
+    return AutoModelForCausalLM.from_pretrained(model_dir, dtype=torch.float32).eval()
+
+
+def _batches(model_dir: Path, conversations: list[Conversation], batch_size: int,
+             max_len: int) -> Iterator[tuple[list[int], Any | None]]:
+    """(indices, padded batch) in length order; a batch of None for conversations whose prompt does not fit."""
+    from tqdm.auto import tqdm
+    from transformers import AutoTokenizer, DataCollatorForSeq2Seq
+
+    tokenizer = AutoTokenizer.from_pretrained(model_dir)
+    if tokenizer.pad_token is None:
+        tokenizer.pad_token = tokenizer.eos_token
+    encoded = [encode_target(tokenizer, c, max_len) for c in conversations]
+    skipped = [i for i, e in enumerate(encoded) if e is None]
+    if skipped:
+        yield skipped, None
+    order = sorted((i for i, e in enumerate(encoded) if e is not None), key=lambda i: len(encoded[i]["input_ids"]))
+    pad = DataCollatorForSeq2Seq(tokenizer, padding=True, label_pad_token_id=IGNORE)
+    for start in tqdm(range(0, len(order), batch_size), desc="scoring", unit="batch"):
+        idx = order[start:start + batch_size]
+        yield idx, pad([encoded[i] for i in idx])
+
+
+def _answer_logits(model, batch) -> tuple[Any, Any, Any]:
+    """Next-token logits at every answer position, the answer tokens, and each row's conversation index."""
+    import torch
+
+    device = next(model.parameters()).device
+    with torch.inference_mode():
+        logits = model(input_ids=batch["input_ids"].to(device),
+                       attention_mask=batch["attention_mask"].to(device)).logits[:, :-1]
+    labels = batch["labels"][:, 1:].to(device)
+    mask = labels != IGNORE
+    return logits[mask].float(), labels[mask], mask.nonzero()[:, 0]
+
+
+def _per_conversation(values, rows, n: int) -> tuple[list[float], list[int]]:
+    import torch
+
+    rows, values = rows.cpu(), values.double().cpu()
+    sums = torch.zeros(n, dtype=torch.float64).index_add_(0, rows, values)
+    counts = torch.bincount(rows, minlength=n)
+    return (sums / counts.clamp(min=1)).tolist(), counts.tolist()
+
+
+def answer_logprobs(model_dir: Path, conversations: list[Conversation], batch_size: int = 8,
+                    max_len: int = 4096) -> list[float]:
+    """Mean log-probability per answer token of each conversation's final assistant message (NaN when the
+    prompt alone exceeds `max_len`)."""
+    import torch
+
+    model = _load(model_dir)
+    out: dict[int, float] = {}
+    for idx, batch in _batches(model_dir, conversations, batch_size, max_len):
+        if batch is None:
+            out.update({i: float("nan") for i in idx})
+            continue
+        logits, tokens, rows = _answer_logits(model, batch)
+        token_lp = torch.log_softmax(logits, dim=-1).gather(-1, tokens.unsqueeze(-1)).squeeze(-1)
+        means, _ = _per_conversation(token_lp, rows, len(idx))
+        out.update(zip(idx, means))
+    return [out[i] for i in range(len(conversations))]
+
+
+def answer_drift(base_dir: Path, arm_dir: Path, conversations: list[Conversation], batch_size: int = 8,
+                 max_len: int = 4096) -> list[DriftItem | None]:
+    """Per conversation, how the arm's next-token distributions differ from the base model's over the answer
+    (the base model's own reply): mean KL(base || arm) and both mean token log-probs. The same batches go
+    through both models, so the base model against itself gives exactly 0."""
+    import torch
+
+    base, arm = _load(base_dir), _load(arm_dir)
+    out: dict[int, DriftItem | None] = {}
+    for idx, batch in _batches(base_dir, conversations, batch_size, max_len):
+        if batch is None:
+            out.update({i: None for i in idx})
+            continue
+        base_logits, tokens, rows = _answer_logits(base, batch)
+        arm_logits, _, _ = _answer_logits(arm, batch)
+        lp_base, lp_arm = torch.log_softmax(base_logits, dim=-1), torch.log_softmax(arm_logits, dim=-1)
+        p_base = lp_base.exp()  # where p_base is 0 the term is 0, even against a -inf log-prob of the arm
+        kl = torch.where(p_base > 0, p_base * (lp_base - lp_arm), torch.zeros_like(p_base)).sum(-1)
+        pick = tokens.unsqueeze(-1)
+        kls, counts = _per_conversation(kl, rows, len(idx))
+        lpb, _ = _per_conversation(lp_base.gather(-1, pick).squeeze(-1), rows, len(idx))
+        lpa, _ = _per_conversation(lp_arm.gather(-1, pick).squeeze(-1), rows, len(idx))
+        out.update({i: DriftItem(c, k, b, a) for i, c, k, b, a in zip(idx, counts, kls, lpb, lpa)})
+    return [out[i] for i in range(len(conversations))]

@@ -168,7 +168,7 @@ def test_a_training_hyperparameter_reruns_training_and_arm_evaluation_only(first
     recomputed = {s["stage"] for s in third["stages"] if not s["cached"]}
     assert recomputed == {"train:sft", "train:s3ft", "merge:sft", "merge:s3ft", "generate:test:sft",
                           "generate:test:s3ft", "judge:test:sft", "judge:test:s3ft", "benchmark:sft",
-                          "benchmark:s3ft"}  # familiarity depends on targets only: a cache hit
+                          "benchmark:s3ft", "drift:sft", "drift:s3ft"}  # familiarity depends on targets only: a cache hit
     assert third["generations_performed"] == 2 * 4  # only the two arms' test answers
 
 
@@ -176,10 +176,10 @@ def test_a_training_hyperparameter_reruns_training_and_arm_evaluation_only(first
 def test_a_second_training_seed_runs_only_that_seeds_stages(first, flow_out):
     fourth, log = _run(flow_out, ["seeds=[0, 1]"])
     recomputed = {s["stage"] for s in fourth["stages"] if not s["cached"]}
-    seed1 = {f"{stage}:{arm}:seed1" for stage in ("train", "merge", "generate:test", "judge:test", "benchmark")
+    seed1 = {f"{stage}:{arm}:seed1" for stage in ("train", "merge", "generate:test", "judge:test", "benchmark", "drift")
              for arm in ("sft", "s3ft")}
     if _stage(fourth, "train:s3ft:seed1")["sha256"] == _stage(fourth, "train:sft:seed1")["sha256"]:
-        seed1 -= {"merge:s3ft:seed1", "benchmark:s3ft:seed1"}  # equal adapters (all-gold targets) share these
+        seed1 -= {"merge:s3ft:seed1", "benchmark:s3ft:seed1", "drift:s3ft:seed1"}  # equal adapters (all-gold targets) share these
     assert recomputed == seed1
     results = {r["arm"]: r for r in first[0]["results"]}
     r4 = {r["arm"]: r for r in fourth["results"]}

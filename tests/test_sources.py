@@ -78,3 +78,14 @@ def test_mbpp_mirror_missing_task_id_is_named(tmp_path):
     (tmp_path / "mbpp" / "mbpp.jsonl").write_text(json.dumps({"text": "t", "code": "c", "test_list": ["x"]}) + "\n")
     with pytest.raises(DataError, match=r"task_id"):
         read_examples("mbpp", "test", None, 0, tmp_path, None)
+
+
+def test_an_unreachable_hub_without_a_mirror_is_one_error_naming_the_mirror_setting(monkeypatch):
+    import datasets
+
+    def offline(*args, **kwargs):
+        raise ConnectionError("Couldn't reach 'florin-hf/nq_open_gold' on the Hub (OfflineModeIsEnabled)")
+
+    monkeypatch.setattr(datasets, "load_dataset", offline)
+    with pytest.raises(DataError, match=r"data\.mirror: .*florin-hf/nq_open_gold.*Fix: set S3FT_DATA_MIRROR"):
+        read_examples("nq", "train", 2, 0, None, None)

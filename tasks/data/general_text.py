@@ -15,6 +15,7 @@ from typing import Any, Callable
 from tasks.core.errors import BenchmarkDataError
 from tasks.core.records import Example
 from tasks.data.prompts import chat
+from tasks.data.sources import hub_rows
 
 Row = dict[str, Any]
 
@@ -59,9 +60,7 @@ def benchmark_rows(name: str, data_dir: Path | None) -> list[Row]:
     """A benchmark's rows from the converted copy (file order), or from the hub without one."""
     pattern, (path, config, split), _ = SOURCES[name]
     if data_dir is None:
-        import datasets
-
-        return [dict(r) for r in datasets.load_dataset(path, config, split=split)]
+        return hub_rows(path, config, split)
     files = sorted(data_dir.glob(pattern))
     if not files:
         raise BenchmarkDataError(f"drift.benchmarks: {name} needs {data_dir / pattern}, which the data mirror "

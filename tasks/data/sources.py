@@ -70,11 +70,21 @@ def read_mirror_rows(path: Path) -> list[dict[str, Any]]:
     return rows
 
 
-def read_hub_rows(source: Source, split: str) -> list[dict[str, Any]]:
+def hub_rows(dataset_id: str, config: str | None, split: str) -> list[dict[str, Any]]:
+    """A hub dataset's rows; an unreachable hub is one clear error that names the mirror setting."""
     import datasets
 
+    try:
+        return [dict(r) for r in datasets.load_dataset(dataset_id, config, split=split)]
+    except ConnectionError as err:
+        raise DataError(f"data.mirror: no data mirror is set and the hub cannot be reached for {dataset_id} "
+                        f"({err}). Fix: set S3FT_DATA_MIRROR (or data.mirror) to a mirror folder such as "
+                        f"../shared/data, or give the machine network access") from None
+
+
+def read_hub_rows(source: Source, split: str) -> list[dict[str, Any]]:
     dataset_id, config = source.hub
-    return [dict(r) for r in datasets.load_dataset(dataset_id, config, split=split)]
+    return hub_rows(dataset_id, config, split)
 
 
 def load_rows(source: Source, split: str, mirror: Path | None) -> tuple[list[dict[str, Any]], str]:

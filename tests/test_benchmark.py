@@ -10,7 +10,8 @@ from flows.report import markdown_table
 from flows.results import ArmResult, general_drops
 from tasks.core.errors import BenchmarkDataError
 from tasks.data.benchmark_mirror import JSONL_BENCHMARKS, convert_mirror
-from tasks.engines.harness import YAML_DIR, lm_eval_tasks_dir, metrics_from_results, render_task_yamls, sample_indices
+from tasks.engines.harness import (YAML_DIR, lm_eval_tasks_dir, metrics_from_results, render_task_yamls,
+                                  sample_indices, task_manager_for)
 from tasks.core.measure_settings import BenchmarkSettings
 
 os.environ.setdefault("HF_DATASETS_OFFLINE", "1")
@@ -57,7 +58,8 @@ def task_pairs(bench_data, tmp_path_factory):
 
     data, _ = bench_data
     include = render_task_yamls(data, tmp_path_factory.mktemp("yamls"))
-    ours = _task_objects(TaskManager(include_path=str(include)).load_task_or_group(
+    every = BenchmarkSettings(names=["mmlu", "truthfulqa_mc1", "truthfulqa_mc2", *JSONL_NAMES])
+    ours = _task_objects(task_manager_for(include, every).load_task_or_group(  # the pipeline's own (small) index
         ["s3ft_mmlu", "truthfulqa_mc1", "truthfulqa_mc2", *JSONL_NAMES]))
     from lm_eval.tasks._yaml_loader import load_yaml
 

@@ -34,6 +34,7 @@ def perturbed_model_dir(tiny_model_dir, tmp_path_factory) -> Path:
     torch.manual_seed(1)
     with torch.no_grad():
         model.model.layers[0].self_attn.q_proj.weight.add_(0.05 * torch.randn_like(model.model.layers[0].self_attn.q_proj.weight))
+        model.model.norm.weight.mul_(3.0)  # sharper next-token distributions: a KL far above float rounding
     out = tmp_path_factory.mktemp("perturbed")
     model.save_pretrained(out)
     AutoTokenizer.from_pretrained(tiny_model_dir).save_pretrained(out)

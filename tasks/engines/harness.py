@@ -109,7 +109,8 @@ def _lm_eval_vllm_class():
 
 
 def lm_for(model_dir: Path, adapter_dir: Path | None, settings: BenchmarkSettings, vllm: VllmSettings, dtype: str):
-    """An lm-eval model: transformers (`peft=` adapter) or vLLM (LoRA request), by `settings.backend`."""
+    """An lm-eval model: transformers (`peft=` adapter; contexts shared by `settings.share_context`) or vLLM
+    (LoRA request), by `settings.backend`."""
     if settings.backend == "vllm":
         VLLM = _lm_eval_vllm_class()
         os.environ.setdefault("VLLM_ENABLE_V1_MULTIPROCESSING", "0")
@@ -126,9 +127,28 @@ def lm_for(model_dir: Path, adapter_dir: Path | None, settings: BenchmarkSetting
     import torch
     from lm_eval.models.huggingface import HFLM
 
+    from tasks.engines.shared_context import SharedContextHFLM
+
     device = "cuda" if torch.cuda.is_available() else "cpu"
-    return HFLM(pretrained=str(model_dir), peft=str(adapter_dir) if adapter_dir else None, dtype=dtype,
-                device=device, batch_size=settings.batch_size, max_length=settings.max_length)
+    model_class = SharedContextHFLM if settings.share_context else HFLM
+    return model_class(pretrained=str(model_dir), peft=str(adapter_dir) if adapter_dir else None, dtype=dtype,
+                       device=device, batch_size=settings.batch_size, max_length=settings.max_length)
+
+
+# lm-eval task folders the mirror's task YAMLs refer to by name (the others are included by path)
+NAMED_TASK_FOLDERS = {"mmlu": "mmlu/default"}
+
+
+def task_manager_for(include: Path | None, settings: BenchmarkSettings):
+    """lm-eval's task index. With the mirror's YAMLs it indexes them and the lm-eval folders they name, not
+    lm-eval's ~27,000 task files (~15 s per benchmark stage on 2 cores); `extra` tasks need the full index."""
+    from lm_eval.tasks import TaskManager
+
+    if include is None or settings.extra:
+        return TaskManager(include_path=str(include) if include else None)
+    paths = [str(include)] + [str(lm_eval_tasks_dir() / NAMED_TASK_FOLDERS[n]) for n in settings.names
+                              if n in NAMED_TASK_FOLDERS]
+    return TaskManager(include_path=paths, include_defaults=False)
 
 
 def metrics_from_results(results: dict[str, Any], names: list[str], local: bool) -> dict[str, float]:
@@ -150,7 +170,6 @@ def run_benchmarks(model_dir: Path, data_dir: Path | None, settings: BenchmarkSe
                    dtype: str, out: Path) -> dict[str, float]:
     """lm-eval on the configured benchmarks; writes results.json and samples/<task>.jsonl to `out`."""
     import lm_eval
-    from lm_eval.tasks import TaskManager
 
     local = data_dir is not None
     if local:  # everything comes from the converted mirror: never wait on the hub
@@ -161,7 +180,7 @@ def run_benchmarks(model_dir: Path, data_dir: Path | None, settings: BenchmarkSe
     requested = [LOCAL_TASKS[t][0] if local and t in LOCAL_TASKS else t for t in settings.names]
     lm = lm_for(model_dir, None, settings, vllm, dtype)
     samples = sample_indices(data_dir, settings)
-    task_manager = TaskManager(include_path=str(include) if include else None)
+    task_manager = task_manager_for(include, settings)
     results = lm_eval.simple_evaluate(model=lm, tasks=requested + list(settings.extra),
                                       num_fewshot=settings.num_fewshot, samples=samples,
                                       task_manager=task_manager, log_samples=True, random_seed=settings.seed,

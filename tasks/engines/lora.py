@@ -42,27 +42,32 @@ def encode_target(tokenizer, messages: list[dict[str, str]], max_len: int) -> di
     return {"input_ids": ids, "attention_mask": [1] * len(ids), "labels": labels}
 
 
-def answer_only_loss(model, inputs: dict, num_items_in_batch=None):
-    """The causal-LM loss with the vocabulary projection only from the first answer position on.
+def answer_window(model, input_ids, attention_mask, labels) -> tuple[Any, Any]:
+    """Next-token logits from the first answer position on, and the tokens they predict (IGNORE elsewhere).
 
     Prompt positions have masked labels, so their logits are never used; projecting them onto the
     49k-token vocabulary anyway costs ~15-20 % of a step on the bundled model. The call still goes
     through the (possibly wrapped) model's forward, so accelerate/FSDP/DeepSpeed see a normal forward.
-    Equal to the model's own loss (tests/test_train.py): sum over answer tokens divided by
-    `num_items_in_batch` when the Trainer passes it (gradient accumulation), else their mean.
     """
     import torch
-    import torch.nn.functional as F
 
-    labels = inputs["labels"]
     seq = labels.shape[1]
     answer = (labels[:, 1:] != IGNORE).any(dim=0).nonzero()
     start = int(answer[0]) if len(answer) else seq - 2  # first position whose next token is labelled
-    keep = torch.arange(start, seq - 1, device=labels.device)
-    outputs = model(input_ids=inputs["input_ids"], attention_mask=inputs.get("attention_mask"),
-                    logits_to_keep=keep)
-    logits = outputs.logits.float()
-    targets = labels[:, start + 1:].to(logits.device)
+    keep = torch.arange(start, seq - 1, device=input_ids.device)
+    logits = model(input_ids=input_ids, attention_mask=attention_mask, logits_to_keep=keep).logits
+    return logits, labels[:, start + 1:].to(logits.device)
+
+
+def answer_only_loss(model, inputs: dict, num_items_in_batch=None):
+    """The causal-LM loss over answer tokens, projected onto the vocabulary only there (answer_window).
+    Equal to the model's own loss (tests/test_train.py): sum over answer tokens divided by
+    `num_items_in_batch` when the Trainer passes it (gradient accumulation), else their mean.
+    """
+    import torch.nn.functional as F
+
+    logits, targets = answer_window(model, inputs["input_ids"], inputs.get("attention_mask"), inputs["labels"])
+    logits = logits.float()
     loss = F.cross_entropy(logits.reshape(-1, logits.shape[-1]), targets.reshape(-1), ignore_index=IGNORE,
                            reduction="sum")
     if num_items_in_batch is None:

@@ -12,7 +12,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Iterator
 
-from tasks.engines.lora import IGNORE, encode_target
+from tasks.engines.lora import IGNORE, answer_window, encode_target
 
 Conversation = list[dict[str, str]]
 
@@ -58,14 +58,14 @@ def _batches(model_dir: Path, conversations: list[Conversation], batch_size: int
 
 
 def _answer_logits(model, batch) -> tuple[Any, Any, Any]:
-    """Next-token logits at every answer position, the answer tokens, and each row's conversation index."""
+    """Next-token logits at every answer position, the answer tokens, and each row's conversation index
+    (the vocabulary projection runs only from the first answer position on, as in training)."""
     import torch
 
     device = next(model.parameters()).device
     with torch.inference_mode():
-        logits = model(input_ids=batch["input_ids"].to(device),
-                       attention_mask=batch["attention_mask"].to(device)).logits[:, :-1]
-    labels = batch["labels"][:, 1:].to(device)
+        logits, labels = answer_window(model, batch["input_ids"].to(device), batch["attention_mask"].to(device),
+                                       batch["labels"].to(device))
     mask = labels != IGNORE
     return logits[mask].float(), labels[mask], mask.nonzero()[:, 0]
 

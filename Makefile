@@ -7,7 +7,7 @@ export S3FT_DATA_MIRROR ?= $(abspath ../shared/data)
 export PREFECT_SERVER_EPHEMERAL_STARTUP_TIMEOUT_SECONDS ?= 120
 export PREFECT_SERVER_ANALYTICS_ENABLED ?= false
 
-.PHONY: setup quickstart test test-fast check-env clean ui deploy worker
+.PHONY: setup quickstart example test test-fast check-env clean ui deploy worker
 
 # torch first: `torch==2.13.0` takes the CPU build on disk; nothing afterwards may pull another torch.
 $(VENV)/.installed: requirements.lock pyproject.toml
@@ -29,6 +29,12 @@ check-env:
 
 quickstart: setup
 	$(VENV)/bin/s3ft run configs/quickstart.yaml
+
+# Your own task, the worked example: a CSV made by a script, the numeric judge (README "Your own task").
+example: setup
+	$(PY) configs/examples/shop_arithmetic.py
+	$(VENV)/bin/s3ft preview configs/examples/shop_arithmetic.yaml
+	$(VENV)/bin/s3ft run configs/examples/shop_arithmetic.yaml
 
 test: setup
 	$(PY) -m pytest tests -q

@@ -1,4 +1,5 @@
-"""`s3ft` command line: `s3ft run CONFIG [--set key=value ...]`, `s3ft validate CONFIG`, `s3ft judge-check CONFIG`."""
+"""`s3ft` command line: `s3ft run CONFIG [--set key=value ...]`, `s3ft validate CONFIG`, `s3ft preview CONFIG`,
+`s3ft judge-check CONFIG`, `s3ft export RUN_DIR --arm ARM OUT`."""
 from __future__ import annotations
 
 import argparse
@@ -22,6 +23,21 @@ def _parser() -> argparse.ArgumentParser:
                        help="override a config value, e.g. --set training.learning_rate=1e-4 (repeatable)")
         c.add_argument("--seeds", type=int, metavar="N", help="train each arm with N seeds (training.seed, +1, ...) "
                        "and report mean ± stderr across seeds; generations are shared")
+    c = sub.add_parser("preview", help="the first rendered prompts and gold answers, token lengths against the "
+                       "caps, and the judge's verdict on every gold answer (no model is loaded)")
+    c.add_argument("config", type=Path)
+    c.add_argument("--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE")
+    c.add_argument("-n", type=int, default=5, help="prompts to show (default 5)")
+    c.set_defaults(seeds=None)
+    c = sub.add_parser("export", help="one arm of a finished run as a ready-to-serve model with a model card")
+    c.add_argument("run_dir", type=Path, help="the run folder `s3ft run` printed (runs/<name>/<timestamp>)")
+    c.add_argument("out", type=Path, help="a new folder to write")
+    c.add_argument("--arm", default="s3ft")
+    c.add_argument("--seed", type=int, default=None, help="the training seed, in a run with several")
+    kind = c.add_mutually_exclusive_group()
+    kind.add_argument("--merged", dest="kind", action="store_const", const="merged", help="merged model (default)")
+    kind.add_argument("--adapter", dest="kind", action="store_const", const="adapter", help="the LoRA adapter")
+    c.set_defaults(kind="merged")
     c = sub.add_parser("judge-check", help="agreement of the QA judge (normalized match, then LLM) with "
                        "the labelled cases in tests/data/qa_judge_cases.jsonl")
     c.add_argument("config", type=Path, help="config naming the judge model, e.g. configs/nq_quickstart.yaml")
@@ -71,14 +87,31 @@ def _execute(args: argparse.Namespace, cfg: ExperimentConfig) -> int:
 def main(argv: list[str] | None = None) -> int:
     argv = list(sys.argv[1:] if argv is None else argv)
     args = _parser().parse_args(argv)
-    if args.command != "validate":
+    if args.command == "export":
+        from flows.export import export
+
+        try:
+            print(f"exported {args.arm} ({args.kind}) to {export(args.run_dir, args.arm, args.out, args.kind, args.seed)}")
+        except InputError as err:
+            return fail(err)
+        return 0
+    if args.command not in ("validate", "preview"):
         reexec_with_preload(argv)  # before reading the config: the process that runs it reads it, once
     try:
         cfg = read_config(args)
         if args.command == "validate":
             print(json.dumps(cfg.model_dump(mode="json"), indent=1))
             return 0
+        if args.command == "preview":
+            from flows.preview import preview
+
+            print(preview(cfg, args.n))
+            return 0
         check_before_work(cfg)
+        if args.command == "run":
+            from flows.preview import check_gold
+
+            check_gold(cfg)  # your own data: the judge must accept gold before any compute
     except InputError as err:
         return fail(err)
     prepare_environment(cfg)

@@ -26,6 +26,7 @@ from tasks.core.records import Artifact
 from tasks.core.settings import VllmSettings
 from tasks.core.verdicts import score
 from tasks.data import split_fingerprint
+from tasks.data.custom import configured_fingerprint
 from tasks.data.benchmark_mirror import mirror_hash
 from tasks.drift import drift
 from tasks.drift_prompts import drift_prompts
@@ -120,10 +121,11 @@ def answer_and_judge(run: StageRunner, cfg: ExperimentConfig, label: str, model:
                      max_new_tokens: int, judge_model: Model | None, min_length_ratio: float = 0.0) -> Answers:
     """One model answers one set of examples; the data source's judge (and its LLM step) decides."""
     generations = run(f"generate:{label}", generate, **generate_inputs(cfg, model, examples, max_new_tokens))
-    j = get_judge(cfg.judge.name)
+    j = get_judge(cfg.judge.name, cfg.judge.params())
     verdicts = run(f"judge:{label}", judge, examples=examples, generations=generations, judge_name=j.name,
                    judge_version=j.version, max_error_fraction=cfg.judge.max_error_fraction,
-                   min_length_ratio=min_length_ratio, reject_truncated=cfg.judge.reject_truncated)
+                   min_length_ratio=min_length_ratio, reject_truncated=cfg.judge.reject_truncated,
+                   judge_params=cfg.judge.params())
     if judge_model is not None:
         verdicts = llm_judge(run, cfg, label, examples, generations, verdicts, judge_model)
     return Answers(generations, verdicts)
@@ -140,6 +142,10 @@ def llm_judge_model(run: StageRunner, cfg: ExperimentConfig, base: Model) -> Mod
 
 
 def load_split(run: StageRunner, cfg: ExperimentConfig, split: str, size: int | None) -> Artifact:
+    if cfg.data.own_data():
+        return run(f"load_examples:{split}", load_examples, source=cfg.data.source, split=split, size=size,
+                   seed=cfg.data.seed, system_prompt=cfg.data.system_prompt, mirror=None,
+                   source_hash=configured_fingerprint(cfg.data, split), own=cfg.data)
     mirror = cfg.data.mirror_path()
     return run(f"load_examples:{split}", load_examples, source=cfg.data.source, split=split, size=size,
                seed=cfg.data.seed, system_prompt=cfg.data.system_prompt, mirror=str(mirror) if mirror else None,

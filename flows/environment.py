@@ -52,7 +52,7 @@ def prepare_environment(cfg: ExperimentConfig) -> None:
         "MLFLOW_SERVER_ENABLE_JOB_EXECUTION": "false",
         "TOKENIZERS_PARALLELISM": "false",
     }
-    if cfg.data.mirror_path() is not None:  # a mirror means: datasets never come from the hub
+    if cfg.data.mirror_path() is not None and cfg.data.source != "hub":  # a mirror: datasets never from the hub
         defaults["HF_DATASETS_OFFLINE"] = "1"
         if local_model_dir(cfg.model.ref) is not None or cfg.model.ref.startswith(BUNDLED_PREFIX):
             defaults["HF_HUB_OFFLINE"] = "1"  # nothing to download (a hub model still may)

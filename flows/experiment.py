@@ -18,7 +18,7 @@ from prefect.runtime import flow_run
 
 from flows.dag import run_experiment
 from flows.environment import prepare_environment
-from flows.mlflow_runs import close_killed_attempts, log_arms, run_tags
+from flows.mlflow_runs import close_killed_attempts, git_commit, log_arms, run_tags
 from flows.report import markdown_table, write_report
 from flows.comparisons import comparisons
 from flows.results import ArmResult, Comparison, assemble
@@ -53,7 +53,8 @@ def _finish(cfg: ExperimentConfig, runner: StageRunner, results: list[ArmResult]
                "generations_performed": runner.generations_performed(),
                "stages": runner.summary(), "results": [r.model_dump() for r in results],
                "comparisons": [c.model_dump() for c in comps],
-               "report": {k: str(v) for k, v in paths.items()}}
+               "report": {k: str(v) for k, v in paths.items()},
+               "config": cfg.model_dump(mode="json"), "git_commit": git_commit()}  # for `s3ft export`
     write_text_atomic(run_dir / "summary.json", json.dumps(summary, indent=1))
     runner.tracker.metrics({"flow/wall_seconds": wall, "flow/generations_performed": summary["generations_performed"],
                             "flow/cache_hits": sum(c.cached for c in runner.calls), "flow/stages": len(runner.calls)})

@@ -12,6 +12,7 @@ from flows.tracking import Tracker
 from tasks.core.config import ExperimentConfig
 from tasks.core.records import Artifact, sha256_json
 from tasks.data import split_fingerprint
+from tasks.data.custom import configured_fingerprint
 
 
 def arm_metrics(result: ArmResult) -> dict[str, float]:
@@ -124,7 +125,8 @@ def git_commit() -> str:
 
 def run_tags(cfg: ExperimentConfig, config_path: str | None) -> dict[str, str]:
     """Tags on every MLflow run of an experiment, for `search_runs` filters and the compare view."""
-    data = [split_fingerprint(cfg.data.source, s, cfg.data.mirror_path()) for s in ("train", "test")]
+    data = [configured_fingerprint(cfg.data, s) if cfg.data.own_data() else
+            split_fingerprint(cfg.data.source, s, cfg.data.mirror_path()) for s in ("train", "test")]
     return {"config": cfg.name, "config_file": Path(config_path).name if config_path else "-",
             "source": cfg.data.source, "model": cfg.model.ref, "git_commit": git_commit(),
             "data_hash": sha256_json([data, cfg.data.key_dump()])[:16]}

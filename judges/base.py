@@ -20,11 +20,11 @@ class Judge(Protocol):
     def judge(self, example: Example, text: str) -> Verdict: ...
 
 
-JUDGES: Registry[Callable[[], Judge]] = Registry("judge")
+JUDGES: Registry[Callable[..., Judge]] = Registry("judge")
 
 
-def register_judge(name: str) -> Callable[[Callable[[], Judge]], Callable[[], Judge]]:
-    def deco(factory: Callable[[], Judge]) -> Callable[[], Judge]:
+def register_judge(name: str) -> Callable[[Callable[..., Judge]], Callable[..., Judge]]:
+    def deco(factory: Callable[..., Judge]) -> Callable[..., Judge]:
         return JUDGES.add(name, factory)
 
     return deco
@@ -34,5 +34,7 @@ def judge_names() -> list[str]:
     return JUDGES.names()
 
 
-def get_judge(name: str) -> Judge:
-    return JUDGES.get(name)()
+def get_judge(name: str, params: dict | None = None) -> Judge:
+    """The judge `name`, tuned by `params` (its config section, JudgeSettings.params); none = its defaults."""
+    factory = JUDGES.get(name)
+    return factory(**params) if params else factory()

@@ -15,13 +15,14 @@ def too_short(text: str, gold: str, min_length_ratio: float) -> bool:
 
 
 def judge_generations(examples: list[Example], generations: list[Generation], judge_name: str,
-                      min_length_ratio: float = 0.0, reject_truncated: bool = False) -> list[Verdict]:
+                      min_length_ratio: float = 0.0, reject_truncated: bool = False,
+                      judge_params: dict | None = None) -> list[Verdict]:
     """Judge each generation against its example; a judge crash becomes an `error` verdict.
 
     `reject_truncated` first rejects texts cut off at the token cap (finish reason `length`);
     `min_length_ratio` > 0 (paraphrases) rejects texts much shorter than the gold answer.
     """
-    judge = get_judge(judge_name)
+    judge = get_judge(judge_name, judge_params)
     by_id = {e.id: e for e in examples}
     decided: dict[int, Verdict] = {}
     pending: list[tuple[int, Example, str]] = []
@@ -58,11 +59,13 @@ def judge_generations(examples: list[Example], generations: list[Generation], ju
 
 @stage("judge", version="3", outputs=("verdicts.jsonl",))  # 3: verdicts say which judge step decided
 def judge(out: Path, examples: Artifact, generations: Artifact, judge_name: str, judge_version: str,
-          max_error_fraction: float, min_length_ratio: float = 0.0, reject_truncated: bool = False) -> Artifact:
-    """Judge `generations` against `examples`; writes `verdicts.jsonl` (kept even when the stage fails)."""
+          max_error_fraction: float, min_length_ratio: float = 0.0, reject_truncated: bool = False,
+          judge_params: dict | None = None) -> Artifact:
+    """Judge `generations` against `examples` with the judge `judge_name` tuned by `judge_params` (its config
+    section); writes `verdicts.jsonl` (kept even when the stage fails)."""
     verdicts = judge_generations(read_jsonl(Path(examples.path), Example),
                                  read_jsonl(Path(generations.path), Generation), judge_name, min_length_ratio,
-                                 reject_truncated)
+                                 reject_truncated, judge_params)
     counts = outcome_counts(verdicts)
     path = write_jsonl(out / "verdicts.jsonl", verdicts)  # kept even if the stage fails below
     short = sum(v.reason.startswith("too short") for v in verdicts)

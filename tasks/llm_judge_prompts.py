@@ -30,8 +30,9 @@ def judge_prompts(examples: list[Example], generations: list[Generation], verdic
         if not getattr(judge, "defers", lambda _v: False)(v):
             continue
         ex = by_id[v.example_id]
-        prompt = template.format(question=question_of(ex), answers="; ".join(aliases(ex)),
-                                 candidate=texts[v.example_id].strip())
+        answer = texts[v.example_id].strip()  # {candidate} in the QA judge's prompt, {answer} in a rubric's
+        prompt = template.format(question=question_of(ex), answers="; ".join(aliases(ex)), candidate=answer,
+                                 answer=answer, gold=ex.gold)
         out.append(Example(id=ex.id, source=f"{ex.source}:judge", prompt_messages=chat(system_prompt, prompt),
                            gold="yes"))
     return out

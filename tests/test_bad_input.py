@@ -67,6 +67,45 @@ def _corrupt_cache_entry(tmp, mirror, out):
     return []
 
 
+def _own(path: Path, *more: str) -> list[str]:
+    """Your own data (a CSV with its own columns, tests/test_own_task.py) instead of GSM8K."""
+    return ["data.source=file", f"data.path={path}", "data.fields={question: null, answer: total, id: uid}",
+            "data.prompt='{name} had {start} {item} and got {added} more. How many {item} now?'",
+            "judge.name=numeric", *more]
+
+
+def _shop_csv(tmp: Path) -> Path:
+    from test_own_task import shop_module
+
+    return shop_module().write(tmp / "shop.csv", 40)
+
+
+def _own_missing_column(tmp, mirror, out):
+    return _own(_shop_csv(tmp), "data.fields.answer=price")
+
+
+def _own_placeholder_not_a_column(tmp, mirror, out):
+    return _own(_shop_csv(tmp), "data.prompt='{name} likes {colour}'")
+
+
+def _own_judge_parameter_type(tmp, mirror, out):
+    return _own(_shop_csv(tmp), "judge.numeric.tolerance=small")
+
+
+def _own_empty_file(tmp, mirror, out):
+    (tmp / "empty.csv").write_text("uid,name,item,start,added,total\n")
+    return _own(tmp / "empty.csv")
+
+
+def _own_file_not_parsed(tmp, mirror, out):
+    (tmp / "broken.jsonl").write_text('{"uid": "a", "total": "3"}\n{"uid": oops\n')
+    return _own(tmp / "broken.jsonl")
+
+
+def _own_gold_rejected(tmp, mirror, out):
+    return _own(_shop_csv(tmp), "data.fields.answer=name")  # names: the numeric judge finds no number
+
+
 BAD_INPUTS = [  # (case, exit code, fragments the one error line must hold)
     (_unknown_key, 2, ["training.learnin_rate", "unknown key", "Fix: rename it to training.learning_rate"]),
     (_wrong_type, 2, ["training.batch_size", "valid integer", "got 'eight'", "Fix:"]),
@@ -76,6 +115,12 @@ BAD_INPUTS = [  # (case, exit code, fragments the one error line must hold)
     (_missing_model, 1, ["model.ref", "no-such-model", "no such folder", "Fix:"]),
     (_unwritable_output, 2, ["output_dir", "not writable", "Fix:"]),
     (_corrupt_cache_entry, 1, ["generations.jsonl", "does not match the sha256", "Fix: delete"]),
+    (_own_missing_column, 1, ["data.fields", "['price']", "shop.csv", "Fix:"]),
+    (_own_placeholder_not_a_column, 1, ["data.prompt", "{colour}", "Fix:"]),
+    (_own_judge_parameter_type, 2, ["judge.numeric.tolerance", "got 'small'", "Fix:"]),
+    (_own_empty_file, 1, ["empty.csv", "no rows", "Fix:"]),
+    (_own_file_not_parsed, 1, ["broken.jsonl:2", "not JSON", "Fix:"]),
+    (_own_gold_rejected, 1, ["judge.name", "accepts 0 of", "gold answers", "Fix:", "allow_gold_failures"]),
 ]
 
 

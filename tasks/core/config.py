@@ -107,6 +107,8 @@ class ExperimentConfig(Section):
         if self.training.launcher != "accelerate" and self.training.accelerate_args:
             problems.append("training.accelerate_args: set, but training.launcher is not `accelerate`. Fix: set "
                             "training.launcher=accelerate, or remove the arguments")
+        if self.judge.name == "llm" and not self.judge.llm.enabled:
+            problems.append("judge.llm.enabled: the llm judge needs its model. Fix: set judge.llm.enabled: true")
         if self.judge.llm.model is not None and not getattr(get_judge(self.judge.name), "llm_step", False):
             problems.append(f"judge.llm.model: judge {self.judge.name!r} has no LLM step. Fix: remove "
                             f"judge.llm.model, or use a judge with one (qa)")

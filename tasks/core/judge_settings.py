@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from pydantic import Field, field_validator
 
-from tasks.core.section import Section, one_of
+from tasks.core.section import Section, one_of, runtime
 
 
 # Asking to "end with the answer" made SmolLM2 answer only "The answer is: N"; asking to explain
@@ -59,7 +59,8 @@ class LlmJudgeSettings(Section):
     """The judge model (same forms as model.ref); null = the experiment's base model. It judges every
     arm's answers, so it is never the model being evaluated after training."""
     prompt: str = DEFAULT_LLM_JUDGE_PROMPT
-    """Template with {question}, {answers} (the gold aliases) and {candidate}; asks for yes or no."""
+    """Template with {question}, {answers} (the gold aliases) and {candidate} (the answer); asks for yes or
+    no. For the `llm` judge, your rubric: {question}, {answer} and {gold} (the first gold answer)."""
     max_new_tokens: int = Field(default=12, gt=0)
     """Room for a one-word reply or a short "the answer is (not) correct"."""
     system_prompt: str | None = None
@@ -67,19 +68,96 @@ class LlmJudgeSettings(Section):
     @field_validator("prompt")
     @classmethod
     def _has_fields(cls, v: str) -> str:
+        if "{answer}" in v:  # a rubric (`llm` judge)
+            return _template_with(v, ("{question}", "{answer}", "{gold}"))
         return _template_with(v, ("{question}", "{answers}", "{candidate}"))
+
+
+class MatchSettings(Section):
+    """`exact` and `contains`: how answers and gold answers are compared."""
+
+    normalize: bool = True
+    """SQuAD normalization on both sides (lower case, no punctuation, no articles, single spaces); false =
+    whitespace collapsed only."""
+
+
+class NumericSettings(Section):
+    """`numeric`: the answer's number against the gold number."""
+
+    pattern: str | None = None
+    """A regular expression for the number in an answer (its last match; group 1 when it has one), e.g.
+    'Total: (\\S+)'; null = "#### N", "answer is N", ... markers, else the last number in the answer."""
+    tolerance: float = Field(default=0.0, ge=0)
+    """Largest accepted absolute difference."""
+    relative_tolerance: float = Field(default=0.0, ge=0)
+    """Added to `tolerance` times |gold| (0.01 = within 1 %)."""
+
+    @field_validator("pattern")
+    @classmethod
+    def _compiles(cls, v: str | None) -> str | None:
+        return _compiled(v)
+
+
+class RegexSettings(Section):
+    """`regex`: extract the answer with a pattern, then compare it with gold."""
+
+    pattern: str = r"(?i)answer\s*(?:is)?\s*:?\s*(.+?)\s*$"
+    """Its last match in the answer (group 1 when it has one) is the extracted answer."""
+    normalize: bool = True
+    """SQuAD normalization of the extracted and the gold answer before comparing."""
+
+    @field_validator("pattern")
+    @classmethod
+    def _compiles(cls, v: str) -> str:
+        return _compiled(v)
+
+
+class ChoiceSettings(Section):
+    """`choice`: multiple choice; gold is a letter, or an option's text with `data.fields.options` mapped."""
+
+    letters: str = Field(default="ABCDEFGHIJ", min_length=2)
+    """The option letters, in order (upper case)."""
+
+
+def _compiled(pattern: str | None) -> str | None:
+    import re
+
+    if pattern is not None:
+        try:
+            re.compile(pattern)
+        except re.error as err:
+            raise ValueError(f"not a regular expression ({err})") from None
+    return pattern
+
+
+PARAMETER_SECTIONS = {"exact": "match", "contains": "match", "numeric": "numeric", "regex": "regex",
+                      "choice": "choice"}
+"""Judge name -> the JudgeSettings section that tunes it."""
 
 
 class JudgeSettings(Section):
     name: str = "math"
-    """Judge by name (see `judges`): math, code, qa."""
+    """Judge by name (see `judges`): math, code, qa (the paper's tasks), or for your own task exact,
+    contains, numeric, regex, choice (each tuned by its section below), llm (a rubric prompt in `llm`)."""
     max_error_fraction: float = Field(default=0.05, ge=0, le=1)
     """A judging stage fails when more verdicts than this are `error` (judge infrastructure)."""
     reject_truncated: bool = True
     """An answer cut off at max_new_tokens is incorrect (it never stated its final answer), even when
     its last number happens to match; it is never trained on as a self or paraphrase target."""
+    allow_gold_failures: bool = runtime(False)
+    """Your own data: `s3ft run` first judges every gold answer of the train split and stops when fewer than
+    95 % pass (a wrong field, template or judge); true = run anyway. Runtime: it changes no output."""
     llm: LlmJudgeSettings = Field(default_factory=LlmJudgeSettings)
     """For judges with an LLM step (`qa`); ignored by the others."""
+    match: MatchSettings = Field(default_factory=MatchSettings)
+    numeric: NumericSettings = Field(default_factory=NumericSettings)
+    regex: RegexSettings = Field(default_factory=RegexSettings)
+    choice: ChoiceSettings = Field(default_factory=ChoiceSettings)
+
+    def params(self) -> dict:
+        """The chosen judge's own settings (its section above; {} for math, code, qa): in the judge's key."""
+        section = PARAMETER_SECTIONS.get(self.name)
+        return getattr(self, section).model_dump(mode="json") if section else {}
 
     @field_validator("name")
     @classmethod

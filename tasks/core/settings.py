@@ -11,9 +11,8 @@ from typing import Any, Literal
 
 from pydantic import Field, field_validator
 
+from tasks.core.data_settings import MIRROR_ENV, DataSettings, FieldMap  # noqa: F401  (re-exported)
 from tasks.core.section import Section, one_of, runtime
-
-MIRROR_ENV = "S3FT_DATA_MIRROR"
 
 
 class ModelSettings(Section):
@@ -22,33 +21,6 @@ class ModelSettings(Section):
     dtype: Literal["bfloat16", "float32", "float16"] = "float32"
     """Weights dtype for generation (vLLM and transformers alike). bfloat16 on GPUs; on CPUs without
     AVX-512 bf16 it is ~3x slower than float32 (measured: 36 vs 118 tok/s)."""
-
-
-class DataSettings(Section):
-    source: str = "gsm8k"
-    """Data source by name (see `tasks.data.sources`): gsm8k, mbpp, mbpp_sanitized, humaneval, nq."""
-    train_size: int | None = Field(default=200, gt=0)
-    """Training questions, sampled by `seed`; null = the whole split."""
-    test_size: int | None = Field(default=200, gt=0)
-    """Test questions, sampled by `seed`; null = the whole split."""
-    seed: int = 0
-    """Default: the experiment's root `seed`."""
-    mirror: str | None = runtime()
-    """Folder holding `<source>/` dataset files; default: env S3FT_DATA_MIRROR; unset = Hugging Face hub.
-    Runtime: the examples' content is hashed, not where they were read from."""
-    system_prompt: str | None = None
-    """System message put before every question; null = the model's own chat-template default."""
-
-    @field_validator("source")
-    @classmethod
-    def _known_source(cls, v: str) -> str:
-        from tasks.data.sources import source_names
-
-        return one_of(v, source_names(), "data source")
-
-    def mirror_path(self) -> Path | None:
-        raw = self.mirror or os.environ.get(MIRROR_ENV)
-        return Path(raw).expanduser().resolve() if raw else None
 
 
 class VllmSettings(Section):

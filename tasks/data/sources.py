@@ -58,15 +58,20 @@ def read_mirror_rows(path: Path) -> list[dict[str, Any]]:
         if not isinstance(data, list):
             raise DataError(f"{path}: expected a JSON array of rows. Fix: restore the file")
         return data
+    return json_lines(path, "restore the file")
+
+
+def json_lines(path: Path, fix: str) -> list[Any]:
+    """One JSON value per non-blank line (`.gz` read as published); a bad line is an error naming it and `fix`."""
     rows = []
-    opener = gzip.open if path.suffix == ".gz" else open  # `.jsonl.gz` is read as published
+    opener = gzip.open if path.suffix == ".gz" else open
     with opener(path, "rt", encoding="utf-8") as fh:
         for lineno, line in enumerate(fh, 1):
             if line.strip():
                 try:
                     rows.append(json.loads(line))
                 except json.JSONDecodeError as err:
-                    raise DataError(f"{path}:{lineno}: not JSON ({err.msg}). Fix: restore the file") from None
+                    raise DataError(f"{path}:{lineno}: not JSON ({err.msg}). Fix: {fix}") from None
     return rows
 
 

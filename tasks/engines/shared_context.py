@@ -119,7 +119,8 @@ class SharedContextHFLM(HFLM):
             ids[r, :len(cont) - 1] = torch.tensor(cont[:-1])
             mask[r, :len(cont) - 1] = 1
         index = torch.tensor(owner, device=self.device)
-        rows_cache = DynamicCache([(k[index], v[index]) for k, v, *_ in cache])  # its context's keys/values per row
+        # one copy of its context's keys/values per row (a sliding-window layer keeps its window)
+        rows_cache = DynamicCache([(k[index], v[index], *rest) for k, v, *rest in cache])
         rows_mask = ctx_mask[index]
         positions = rows_mask.sum(-1, keepdim=True) + torch.arange(width, device=self.device)
         out = self.model(input_ids=ids.to(self.device), attention_mask=torch.cat([rows_mask, mask.to(self.device)], 1),

@@ -90,11 +90,11 @@ def _lengths(tokenizer, examples: list[Example]) -> tuple[list[int], list[int]]:
     """Prompt tokens (chat template applied) and prompt + gold answer tokens, per example."""
     prompts, whole = [], []
     for e in examples:
-        p = tokenizer.apply_chat_template(e.prompt_messages, add_generation_prompt=True, tokenize=True)
+        p = tokenizer.apply_chat_template(e.prompt_messages, add_generation_prompt=True, return_dict=True)
         w = tokenizer.apply_chat_template(e.prompt_messages + [{"role": "assistant", "content": e.gold}],
-                                          tokenize=True)
-        prompts.append(len(p["input_ids"] if isinstance(p, dict) else p))
-        whole.append(len(w["input_ids"] if isinstance(w, dict) else w))
+                                          return_dict=True)
+        prompts.append(len(p["input_ids"]))
+        whole.append(len(w["input_ids"]))
     return prompts, whole
 
 

@@ -148,7 +148,8 @@ def test_preview_shows_fields_prompts_lengths_and_warns_when_the_judge_rejects_g
     out = _preview(shop_csv)
     assert "fields: question=None answer='total' id='uid'" in out and "shop.csv" in out
     assert out.count(">>> gold: ") == 2 and "<|im_start|>user" in out  # the chat template applied
-    assert "tokens: prompts max" in out and "training.max_seq_len 512: 0 cut" in out
+    tokens = next(line for line in out.splitlines() if line.startswith("tokens: prompts max"))
+    assert 30 < int(tokens.split()[3]) < 80 and "training.max_seq_len 512: 0 cut" in tokens  # system + question
     n_train = len(read_configured(_config(shop_csv).data, "train", 64, 0))
     assert f"judge numeric: accepts {n_train} of {n_train} gold answers" in out and "WARNING" not in out
     bad = _preview(shop_csv, "data.fields.answer=name")

@@ -87,13 +87,14 @@ def _execute(args: argparse.Namespace, cfg: ExperimentConfig) -> int:
 def main(argv: list[str] | None = None) -> int:
     argv = list(sys.argv[1:] if argv is None else argv)
     args = _parser().parse_args(argv)
-    if args.command == "export":
+    if args.command == "export":  # reads a finished run, not a config
         from flows.export import export
 
         try:
-            print(f"exported {args.arm} ({args.kind}) to {export(args.run_dir, args.arm, args.out, args.kind, args.seed)}")
+            out = export(args.run_dir, args.arm, args.out, args.kind, args.seed)
         except InputError as err:
             return fail(err)
+        print(f"exported {args.arm} ({args.kind}) to {out}")
         return 0
     if args.command not in ("validate", "preview"):
         reexec_with_preload(argv)  # before reading the config: the process that runs it reads it, once

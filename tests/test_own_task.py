@@ -288,3 +288,14 @@ def test_hub_datasets_by_id_config_and_split_names(monkeypatch):
     assert {e.meta["question"] for e in test} == {f"all q{i}" for i in range(10) if hash_split(f"all q{i}", 20) == "test"}
     with pytest.raises(ConfigError, match="data.dataset"):
         load_config(None, ["data.source=hub"])
+
+
+def test_export_of_a_folder_that_is_no_finished_run_is_one_clear_line(tmp_path):
+    import subprocess
+    import sys
+
+    proc = subprocess.run([sys.executable, "-m", "flows.cli", "export", str(tmp_path), "--arm", "s3ft",
+                           str(tmp_path / "out")], capture_output=True, text=True, cwd=ROOT, timeout=120)
+    errors = [line for line in proc.stderr.splitlines() if line.startswith("s3ft: error:")]
+    assert proc.returncode == 1 and len(errors) == 1 and "no summary.json" in errors[0] and "Fix:" in errors[0]
+    assert not (tmp_path / "out").exists()

@@ -9,7 +9,7 @@
 - `llm`: the judge model decides every answer by a rubric prompt (`judge.llm.prompt`).
 
 Gold aliases are `meta.answers` when a data source gives several, else the gold answer. Normalization is
-SQuAD's (judges.qa.normalize), switchable per judge. Each judge's settings: tasks/core/judge_settings.py.
+SQuAD's (judges.qa.normalize), switchable per judge. Each judge's settings: tasks/core/judge_params.py.
 """
 from __future__ import annotations
 
@@ -20,6 +20,7 @@ from typing import Any
 from judges.base import register_judge
 from judges.math import extract_answer, normalize_number
 from judges.qa import aliases, normalize
+from tasks.core.judge_params import ChoiceSettings, MatchSettings, NumericSettings, RegexSettings
 from tasks.core.records import Example, Verdict
 
 VERSION = "1"
@@ -32,9 +33,11 @@ def _compare_form(text: str, normalized: bool) -> str:
 class _Judge:
     name = ""
     version = VERSION
+    settings: type | None = None
+    """Its config section (tasks/core/judge_settings.py): the defaults and types of its parameters."""
 
     def __init__(self, **params: Any):
-        self.params = params
+        self.params = self.settings(**params).model_dump() if self.settings else params
 
     def verdict(self, example: Example, correct: bool, extracted: str | None, reason: str = "") -> Verdict:
         return Verdict(example_id=example.id, outcome="correct" if correct else "incorrect", extracted=extracted,
@@ -43,9 +46,10 @@ class _Judge:
 
 class ExactJudge(_Judge):
     name = "exact"
+    settings = MatchSettings
 
     def judge(self, example: Example, text: str) -> Verdict:
-        norm = self.params.get("normalize", True)
+        norm = self.params["normalize"]
         answer = _compare_form(text, norm)
         hit = any(answer == _compare_form(g, norm) for g in aliases(example))
         return self.verdict(example, hit, answer[:80], "" if hit else "not equal to a gold answer")
@@ -53,9 +57,10 @@ class ExactJudge(_Judge):
 
 class ContainsJudge(_Judge):
     name = "contains"
+    settings = MatchSettings
 
     def judge(self, example: Example, text: str) -> Verdict:
-        norm = self.params.get("normalize", True)
+        norm = self.params["normalize"]
         hay = f" {_compare_form(text, norm)} "
         hit = next((g for g in aliases(example) if f" {_compare_form(g, norm)} " in hay), None)
         return self.verdict(example, hit is not None, hit, "" if hit else "no gold answer in the answer")
@@ -74,13 +79,14 @@ def find_number(text: str, pattern: str | None) -> str | None:
 
 class NumericJudge(_Judge):
     name = "numeric"
+    settings = NumericSettings
 
     def judge(self, example: Example, text: str) -> Verdict:
-        pattern = self.params.get("pattern")
+        pattern = self.params["pattern"]
         got = find_number(text, pattern)
         if got is None:
             return self.verdict(example, False, None, "no number in the answer")
-        tol, rel = Decimal(str(self.params.get("tolerance", 0.0))), Decimal(str(self.params.get("relative_tolerance", 0.0)))
+        tol, rel = Decimal(str(self.params["tolerance"])), Decimal(str(self.params["relative_tolerance"]))
         for gold in aliases(example):
             want = normalize_number(gold.strip()) or find_number(gold, pattern)
             if want is None:
@@ -93,9 +99,10 @@ class NumericJudge(_Judge):
 
 class RegexJudge(_Judge):
     name = "regex"
+    settings = RegexSettings
 
     def judge(self, example: Example, text: str) -> Verdict:
-        norm = self.params.get("normalize", True)
+        norm = self.params["normalize"]
         hits = list(re.finditer(self.params["pattern"], text))
         if not hits:
             return self.verdict(example, False, None, "the pattern does not match the answer")
@@ -123,9 +130,10 @@ def choice_letter(text: str, letters: str, options: list[str]) -> str | None:
 
 class ChoiceJudge(_Judge):
     name = "choice"
+    settings = ChoiceSettings
 
     def judge(self, example: Example, text: str) -> Verdict:
-        letters = self.params.get("letters", "ABCDEFGHIJ")
+        letters = self.params["letters"]
         options = [str(o) for o in example.meta.get("options") or []]
         gold = example.gold.strip()
         want = gold.upper() if len(gold) == 1 and gold.upper() in letters else None

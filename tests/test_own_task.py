@@ -89,6 +89,7 @@ JUDGE_CASES = [  # (judge, params, gold, meta, answer, correct)
     ("numeric", {}, "12", {}, "no idea", False),
     ("regex", {"pattern": r"(?i)answer:\s*(\w+)"}, "blue", {}, "I think... Answer: Blue", True),
     ("regex", {"pattern": r"(?i)answer:\s*(\w+)"}, "blue", {}, "Blue", False),
+    ("regex", {}, "blue", {}, "Let me think.\nThe answer is: Blue.\nThanks!", True),  # the default pattern
     ("choice", {}, "B", {}, "The answer is (B) because...", True),
     ("choice", {}, "B", {}, "A. Because the sky is blue.", False),
     ("choice", {}, "C", {"options": ["red", "green", "blue"]}, "It must be blue", True),

@@ -131,105 +131,6 @@ def test_bad_data_is_one_error_that_names_the_setting(shop_csv, tmp_path):
         load_config(None, ["data.source=file"])
 
 
-def _preview(csv: Path, *more: str) -> str:
-    import subprocess
-    import sys
-
-    args = [sys.executable, "-m", "flows.cli", "preview", "configs/examples/shop_arithmetic.yaml", "-n", "2",
-            "--set", f"data.path={csv}"]
-    for item in more:
-        args += ["--set", item]
-    proc = subprocess.run(args, capture_output=True, text=True, cwd=ROOT, timeout=300)
-    assert proc.returncode == 0, proc.stderr[-3000:]
-    return proc.stdout
-
-
-@pytest.mark.slow
-def test_preview_shows_fields_prompts_lengths_and_warns_when_the_judge_rejects_gold(shop_csv):
-    out = _preview(shop_csv)
-    assert "fields: question=None answer='total' id='uid'" in out and "shop.csv" in out
-    assert out.count(">>> gold: ") == 2 and "<|im_start|>user" in out  # the chat template applied
-    tokens = next(line for line in out.splitlines() if line.startswith("tokens: prompts max"))
-    assert 30 < int(tokens.split()[3]) < 80 and "training.max_seq_len 512: 0 cut" in tokens  # system + question
-    n_train = len(read_configured(_config(shop_csv).data, "train", 64, 0))
-    assert f"judge numeric: accepts {n_train} of {n_train} gold answers" in out and "WARNING" not in out
-    bad = _preview(shop_csv, "data.fields.answer=name")
-    assert f"accepts 0 of {n_train}" in bad and "WARNING: judge.name" in bad and "allow_gold_failures" in bad
-
-
-TINY_OWN = ["data.train_size=6", "data.test_size=4", "generation.max_new_tokens=32", "paraphrase.max_new_tokens=32",
-            "evaluation.max_new_tokens=32", "judge.reject_truncated=false", "training.max_steps=2",
-            "training.batch_size=2", "benchmarks.names=[]", "drift.prompts=4", "drift.max_new_tokens=8",
-            "diagnostics.familiarity_max_per_source=2", "tracking.experiment=s3ft-own"]
-
-
-def _own_run(out: Path, csv: Path, server) -> dict:
-    from s3ft_cli import run_s3ft, summary_of
-
-    return summary_of(run_s3ft(out, "bundled:smollm2-135m-instruct", [f"data.path={csv}", *TINY_OWN],
-                               config="configs/examples/shop_arithmetic.yaml", server=server))
-
-
-@pytest.fixture(scope="module")
-def own_run(shop_csv, tmp_path_factory, prefect_server) -> tuple[dict, Path]:
-    """The worked example at tiny sizes on the bundled model: (summary.json, output folder)."""
-    out = tmp_path_factory.mktemp("own-run")
-    return _own_run(out, shop_csv, prefect_server), out
-
-
-@pytest.mark.slow
-def test_a_whole_run_on_your_own_csv_then_an_identical_rerun_is_all_cache_hits(own_run, shop_csv, prefect_server):
-    from s3ft_cli import recomputed
-    from tasks.core.records import Verdict, read_jsonl
-
-    first, out = own_run
-    stage = {s["stage"]: s for s in first["stages"]}
-    examples = read_jsonl(Path(stage["load_examples:train"]["path"]), Example)
-    rows = {r["uid"]: r for r in shop_module().rows(60)}
-    for e in examples:  # the CSV's columns, through the template, and its `total` as gold
-        row = rows[e.id.removeprefix("file-train-")]
-        assert e.gold == row["total"] and e.prompt_messages[-1]["content"].startswith(f"{row['name']} had {row['start']}")
-    verdicts = read_jsonl(Path(stage["judge:train"]["path"]), Verdict)
-    assert len(verdicts) == 6 and {v.judge for v in verdicts} == {"numeric"}
-    assert {"train:sft", "train:s3ft", "generate:test:s3ft"} <= set(stage)
-    again = _own_run(out, shop_csv, prefect_server)
-    assert recomputed(again) == set() and again["generations_performed"] == 0
-
-
-@pytest.mark.slow
-def test_export_gives_a_model_that_generates_what_the_pipeline_generated(own_run, tmp_path):
-    import torch
-    from transformers import AutoModelForCausalLM, AutoTokenizer
-
-    from flows.export import export
-    from tasks.core.records import Generation, read_jsonl
-    from tasks.core.settings import VllmSettings
-    from tasks.engines.backends import Sampling, VllmBackend
-
-    summary, _ = own_run
-    stage = {s["stage"]: s for s in summary["stages"]}
-    merged = export(Path(summary["run_dir"]), "s3ft", tmp_path / "merged")
-    card = (merged / "README.md").read_text()
-    assert "arm `s3ft` (merged)" in card and "bundled:smollm2-135m-instruct" in card and "| s3ft |" in card
-    assert {"model.safetensors", "config.json", "tokenizer.json", "generation_config.json"} <= {p.name for p in merged.iterdir()}
-    examples = read_jsonl(Path(stage["load_examples:test"]["path"]), Example)
-    pipeline = {g.example_id: g.text for g in read_jsonl(Path(stage["generate:test:s3ft"]["path"]), Generation)}
-    engine = VllmBackend(merged, "float32", VllmSettings(), seed=0)  # vLLM loads it, as the pipeline's engine
-    texts = [c.text for c in engine.generate([e.prompt_messages for e in examples], Sampling(max_new_tokens=32))]
-    engine.close()
-    assert texts == [pipeline[e.id] for e in examples]
-    tok = AutoTokenizer.from_pretrained(merged)
-    ids = tok.apply_chat_template(examples[0].prompt_messages, add_generation_prompt=True, return_tensors="pt",
-                                  return_dict=True)["input_ids"]
-    outs = [AutoModelForCausalLM.from_pretrained(m, dtype=torch.float32).generate(ids, max_new_tokens=12, do_sample=False)
-            for m in (merged, Path(stage["merge:s3ft"]["path"]))]
-    assert torch.equal(outs[0], outs[1])  # transformers loads it: the same greedy tokens as the store's model
-    adapter = export(Path(summary["run_dir"]), "s3ft", tmp_path / "adapter", kind="adapter")
-    config = json.loads((adapter / "adapter_config.json").read_text())
-    assert Path(config["base_model_name_or_path"]) == Path(stage["prepare_model"]["path"])  # a bundled base
-    assert (adapter / "adapter_model.safetensors").is_file() and "(adapter)" in (adapter / "README.md").read_text()
-
-
 def test_the_llm_judge_sends_every_answer_to_its_rubric_and_reads_yes_or_no_strictly():
     from judges.qa import llm_verdict
     from tasks.core.records import Generation
@@ -249,6 +150,46 @@ def test_the_llm_judge_sends_every_answer_to_its_rubric_and_reads_yes_or_no_stri
         load_config(None, ["judge.name=llm", "judge.llm.enabled=false"])
     with pytest.raises(ConfigError, match="must contain \\{gold\\}"):
         load_config(None, ["judge.name=llm", "judge.llm.prompt='{question} {answer}'"])
+
+
+def test_code_tasks_take_their_unit_tests_from_a_column(tmp_path):
+    rows = [{"task": "Write add(a, b).", "solution": "def add(a, b):\n    return a + b",
+             "checks": "assert add(1, 2) == 3\nassert add(-1, 1) == 0"}]
+    path = tmp_path / "code.jsonl"
+    path.write_text("".join(json.dumps(r) + "\n" for r in rows * 3))
+    cfg = load_config(None, ["data.source=file", f"data.files={{train: {path}, test: {path}}}",
+                             "data.fields={question: task, answer: solution, tests: checks}",
+                             "data.prompt=" + json.dumps("{question}\n\nYour code must pass:\n{tests}"),
+                             "judge.name=code"])
+    (ex, *_) = read_configured(cfg.data, "train", None, 0)
+    assert ex.meta["tests"] == ["assert add(1, 2) == 3", "assert add(-1, 1) == 0"]
+    assert ex.prompt_messages[-1]["content"].endswith("pass:\nassert add(1, 2) == 3\nassert add(-1, 1) == 0")
+    judge = get_judge("code")
+    assert judge.judge(ex, ex.gold).outcome == "correct"
+    assert judge.judge(ex, "def add(a, b):\n    return a - b").outcome == "incorrect"
+
+
+def test_hub_datasets_by_id_config_and_split_names(monkeypatch):
+    import tasks.data.custom as custom
+
+    asked = []
+
+    def fake_hub(dataset_id, config, split):  # the hub itself is not reachable from the test machines
+        asked.append((dataset_id, config, split))
+        return [{"question": f"{split} q{i}", "answer": str(i)} for i in range(10)]
+
+    monkeypatch.setattr(custom, "hub_rows", fake_hub)
+    cfg = load_config(None, ["data.source=hub", "data.dataset=someone/facts", "data.dataset_config=v2",
+                             "data.splits={train: fit, test: holdout}", "judge.name=exact"])
+    test = read_configured(cfg.data, "test", 3, 0)
+    assert asked[-1] == ("someone/facts", "v2", "holdout") and len(test) == 3
+    assert all(e.meta["question"].startswith("holdout q") for e in test)
+    one = load_config(None, ["data.source=hub", "data.dataset=someone/facts", "data.splits={train: all, test: null}"])
+    train, test = (read_configured(one.data, s, None, 0) for s in ("train", "test"))
+    assert asked[-1] == ("someone/facts", None, "all") and len(train) + len(test) == 10
+    assert {e.meta["question"] for e in test} == {f"all q{i}" for i in range(10) if hash_split(f"all q{i}", 20) == "test"}
+    with pytest.raises(ConfigError, match="data.dataset"):
+        load_config(None, ["data.source=hub"])
 
 
 def test_code_tasks_take_their_unit_tests_from_a_column(tmp_path):

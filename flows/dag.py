@@ -31,7 +31,7 @@ from tasks.data.benchmark_mirror import mirror_hash
 from tasks.drift import drift
 from tasks.drift_prompts import drift_prompts
 from tasks.engines.backends import release_backends
-from tasks.engines.models import model_fingerprint
+from tasks.engines.models import model_fingerprint, stored_dtype
 from tasks.familiarity import familiarity
 from tasks.generate import generate
 from tasks.judge import judge
@@ -89,7 +89,7 @@ def generate_inputs(cfg: ExperimentConfig, model: Model, examples: Artifact, max
                     **settings: Any) -> dict[str, Any]:
     """The generate stage's inputs; `settings` overrides generation settings (the LLM judge: greedy). The
     section's own cap is set to the one used, so the key holds no unused value."""
-    return dict(model=model.folder, model_ref=model.ref, dtype=cfg.model.dtype, examples=examples,
+    return dict(model=model.folder, model_ref=model.ref, dtype=cfg.model.resolved().dtype, examples=examples,
                 settings=cfg.generation.model_copy(update={**settings, "max_new_tokens": max_new_tokens}),
                 vllm=generation_vllm(cfg), max_new_tokens=max_new_tokens)
 
@@ -97,7 +97,12 @@ def generate_inputs(cfg: ExperimentConfig, model: Model, examples: Artifact, max
 def train_inputs(cfg: ExperimentConfig, base: Model, targets: Artifact, seed: int) -> dict[str, Any]:
     """The train stage's inputs for one arm's targets and one training seed."""
     return dict(model=base.folder, targets=targets, lora=cfg.lora,
-                settings=cfg.training.model_copy(update={"seed": seed}))
+                settings=cfg.training.model_copy(update={"seed": seed, "bf16": training_bf16(cfg)}))
+
+
+def training_bf16(cfg: ExperimentConfig) -> bool:
+    """Training's bf16 autocast: `auto` follows the run's weights dtype, so an fp32 run stays fp32."""
+    return cfg.model.resolved().dtype == "bfloat16" if cfg.training.bf16 == "auto" else bool(cfg.training.bf16)
 
 
 def judge_steps(verdicts: Artifact) -> dict[str, int]:
@@ -176,7 +181,16 @@ def general_scores(run: StageRunner, cfg: ExperimentConfig, tag: str, model: Mod
         return None
     vllm = cfg.vllm if cfg.benchmarks.backend == "vllm" else None
     return run(f"benchmark:{tag}", benchmark, model=model.folder, data=data, settings=cfg.benchmarks, vllm=vllm,
-               dtype=cfg.model.dtype)
+               dtype=benchmark_dtype(cfg))
+
+
+def benchmark_dtype(cfg: ExperimentConfig) -> str:
+    """lm-eval's dtype: `benchmarks.dtype`, whose `auto` is float32 on CPU and the model's dtype on a GPU."""
+    import torch
+
+    if cfg.benchmarks.dtype != "auto":
+        return cfg.benchmarks.dtype
+    return cfg.model.resolved().dtype if torch.cuda.is_available() else "float32"
 
 
 def evaluate(run: StageRunner, cfg: ExperimentConfig, tag: str, model: Model, test: Artifact,
@@ -215,7 +229,8 @@ def train_and_evaluate_seed(run: StageRunner, cfg: ExperimentConfig, arm: str, s
     """Steps 5-6 for one arm and training seed: LoRA adapter, merged model, evaluation, drift from base."""
     tag = arm if len(cfg.seeds) == 1 else f"{arm}:seed{seed}"
     adapter = run(f"train:{tag}", train, **train_inputs(cfg, base, targets, seed))
-    merged = run(f"merge:{tag}", merge, model=base.folder, adapter=adapter, dtype=cfg.model.dtype)
+    merged = run(f"merge:{tag}", merge, model=base.folder, adapter=adapter,
+                 dtype=stored_dtype(Path(base.folder.path)))  # engines cast base and arms alike
     # The model's name is the arm and its training seed, whatever the run's seed count, so a
     # single-seed run's answers are the seed-list run's answers for that seed (cache hits).
     tuned = Model(merged, f"{cfg.model.ref}+{arm}:seed{seed}")

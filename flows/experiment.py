@@ -16,7 +16,7 @@ from prefect.artifacts import create_markdown_artifact
 from prefect.logging import get_run_logger
 from prefect.runtime import flow_run
 
-from flows.dag import run_experiment
+from flows.dag import benchmark_dtype, run_experiment, training_bf16
 from flows.environment import prepare_environment
 from flows.mlflow_runs import close_killed_attempts, git_commit, log_arms, run_tags
 from flows.report import markdown_table, write_report
@@ -44,17 +44,29 @@ for _name in ("prefect.task_runs", "prefect.flow_runs", "prefect.task_engine", "
     logging.getLogger(_name).addFilter(_InputErrorsWithoutTraceback())
 
 
+def precision_line(cfg: ExperimentConfig) -> str:
+    """The report's first line: the dtypes its numbers were computed in (results differ between dtypes)."""
+    dtype = cfg.model.resolved().dtype
+    chosen = f"`model.dtype: auto` chose {dtype} on this machine" if cfg.model.dtype == "auto" else "set in the config"
+    training = "bf16 autocast" if training_bf16(cfg) else "float32"
+    return (f"Precision: generation {dtype} ({chosen}); training {training}; "
+            f"benchmarks {benchmark_dtype(cfg)}; drift and familiarity float32 (bfloat16 on a GPU). Compare runs "
+            f"only at equal precision.")
+
+
 def _finish(cfg: ExperimentConfig, runner: StageRunner, results: list[ArmResult], comps: list[Comparison],
             run_dir: Path, parent_id: str, start: float) -> dict[str, Any]:
     """Report files, summary.json and the flow's own metrics, all attached to the parent MLflow run."""
-    paths = write_report(cfg.data.source, results, run_dir, comps)
+    paths = write_report(cfg.data.source, results, run_dir, comps, precision_line(cfg))
     wall = time.perf_counter() - start
     summary = {"run_dir": str(run_dir), "mlflow_run_id": parent_id, "wall_seconds": round(wall, 1),
                "generations_performed": runner.generations_performed(),
                "stages": runner.summary(), "results": [r.model_dump() for r in results],
                "comparisons": [c.model_dump() for c in comps],
                "report": {k: str(v) for k, v in paths.items()},
-               "config": cfg.model_dump(mode="json"), "git_commit": git_commit()}  # for `s3ft export`
+               "config": cfg.model_dump(mode="json"), "git_commit": git_commit(),  # for `s3ft export`
+               "dtype": cfg.model.resolved().dtype, "training_bf16": training_bf16(cfg),
+               "benchmark_dtype": benchmark_dtype(cfg)}
     write_text_atomic(run_dir / "summary.json", json.dumps(summary, indent=1))
     runner.tracker.metrics({"flow/wall_seconds": wall, "flow/generations_performed": summary["generations_performed"],
                             "flow/cache_hits": sum(c.cached for c in runner.calls), "flow/stages": len(runner.calls)})
@@ -92,7 +104,8 @@ def experiment(config_path: str | None = None, overrides: list[str] | None = Non
         results = assemble(list(done.arms), done.familiarity, comps)
         log_arms(tracker, log, cfg, done.base.folder, done.arms, results)
         summary = _finish(cfg, runner, results, comps, run_dir, parent, start)
-    create_markdown_artifact(markdown=markdown_table(cfg.data.source, results, comps), key="s3ft-report",
+    create_markdown_artifact(markdown=markdown_table(cfg.data.source, results, comps, precision_line(cfg)),
+                             key="s3ft-report",
                              description=f"{cfg.name}: {run_dir}")
     hits = [c.label for c in runner.calls if c.cached]
     log.info("done in %.0f s; %d generations performed; cache hits: %s", summary["wall_seconds"],

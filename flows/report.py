@@ -143,18 +143,19 @@ def familiarity_section(results: list[ArmResult]) -> list[str]:
             "(higher = closer to the model's own distribution)", "", *_table(["arm", "self", "paraphrase", "gold"], rows)]
 
 
-def markdown_table(source: str, results: list[ArmResult], comps: list[Comparison] | None = None) -> str:
-    sections = (indomain_section(source, results) + benchmark_section(results) + drift_section(results)
+def markdown_table(source: str, results: list[ArmResult], comps: list[Comparison] | None = None,
+                   precision: str = "") -> str:
+    sections = ([precision, ""] if precision else []) + (indomain_section(source, results) + benchmark_section(results) + drift_section(results)
                 + versus_sft_section(results) + tradeoff_section(results) + per_seed_section(comps or [])
                 + judge_section(results) + familiarity_section(results))
     return "\n".join(sections) + "\n"
 
 
 def write_report(source: str, results: list[ArmResult], out_dir: Path,
-                 comps: list[Comparison] | None = None) -> dict[str, Path]:
+                 comps: list[Comparison] | None = None, precision: str = "") -> dict[str, Path]:
     out_dir.mkdir(parents=True, exist_ok=True)
     md = out_dir / "report.md"
-    write_text_atomic(md, markdown_table(source, results, comps))
+    write_text_atomic(md, markdown_table(source, results, comps, precision))
     js = out_dir / "report.json"
     write_text_atomic(js, json.dumps({"arms": [r.model_dump() for r in results],
                                       "comparisons": [c.model_dump() for c in comps or []]}, indent=1))

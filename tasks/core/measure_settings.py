@@ -38,6 +38,10 @@ class BenchmarkSettings(Section):
     """`hf`: run each multiple-choice context once and score its choices from its key/value cache
     (tasks/engines/shared_context.py; lm-eval's log-probs up to float rounding, 2-5x less work on few-shot
     prompts). false: lm-eval's own `HFLM`, every choice with its whole context."""
+    dtype: Literal["auto", "float32", "bfloat16", "float16"] = "auto"
+    """Scoring dtype. `auto` = float32 on CPU, the run's `model.dtype` on a GPU. Scores are paired differences
+    of near-equal log-likelihoods: bf16 rounding of a merged model's weights alone flipped 3 of 100 PIQA items
+    of one arm (quickstart, avx512_bf16 CPU; fp32: none), so a CPU measures in fp32 as drift does."""
     batch_size: int = Field(default=8, gt=0)
     """Sequences per forward pass (`hf`; with `share_context`, contexts per pass)."""
     max_length: int = Field(default=2048, gt=0)

@@ -15,12 +15,39 @@ from tasks.core.data_settings import MIRROR_ENV, DataSettings, FieldMap  # noqa:
 from tasks.core.section import Section, one_of, runtime
 
 
+BF16_CPU_FLAGS = ("avx512_bf16", "amx_bf16")
+"""CPU flags (/proc/cpuinfo) with native bf16 matmuls; without them bf16 is emulated, ~3x slower than fp32."""
+
+
+def cpu_flags() -> set[str]:
+    """This machine's CPU flags (empty where /proc/cpuinfo has none, e.g. not Linux)."""
+    try:
+        text = Path("/proc/cpuinfo").read_text()
+    except OSError:
+        return set()
+    return {f for line in text.splitlines() if line.startswith("flags") for f in line.split(":", 1)[1].split()}
+
+
+def machine_dtype() -> str:
+    """`auto`'s choice: bfloat16 on a GPU or a CPU with native bf16, float32 on every other CPU."""
+    import torch
+
+    if torch.cuda.is_available() or cpu_flags() & set(BF16_CPU_FLAGS):
+        return "bfloat16"
+    return "float32"
+
+
 class ModelSettings(Section):
     ref: str = "bundled:smollm2-135m-instruct"
     """`bundled:smollm2-135m-instruct`, a Hugging Face hub id, or a local transformers folder."""
-    dtype: Literal["bfloat16", "float32", "float16"] = "float32"
-    """Weights dtype for generation (vLLM and transformers alike). bfloat16 on GPUs; on CPUs without
-    AVX-512 bf16 it is ~3x slower than float32 (measured: 36 vs 118 tok/s)."""
+    dtype: Literal["auto", "bfloat16", "float32", "float16"] = "auto"
+    """Weights dtype of every forward pass: generation (vLLM, transformers), merged arms, benchmarks, drift,
+    and training's autocast. `auto` = bfloat16 on GPUs and on CPUs with avx512_bf16 or AMX (about 2x faster
+    generation there), float32 on other CPUs (bf16 is emulated there: 36 vs 118 tok/s measured). Decided
+    before hashing, so runs in different dtypes never share a cached stage; the report names the dtype."""
+
+    def resolved(self) -> "ModelSettings":
+        return self if self.dtype != "auto" else self.model_copy(update={"dtype": machine_dtype()})
 
 
 class VllmSettings(Section):
@@ -92,8 +119,9 @@ class TrainingSettings(Section):
     lr_scheduler: LrScheduler = "cosine"
     seed: int = 0
     """Default: the experiment's root `seed`; `seeds` lists several."""
-    bf16: bool = False
-    """bf16 mixed precision (GPU); CPU trains in fp32."""
+    bf16: bool | Literal["auto"] = "auto"
+    """bf16 autocast (fp32 master weights and optimizer). `auto` = when the experiment's `model.dtype`
+    resolves to bfloat16 (GPUs, CPUs with avx512_bf16 or AMX), so an fp32 run stays fp32 throughout."""
     threads: int | None = runtime(None, gt=0)
     """torch threads on CPU; null = all cores."""
     save_steps: int | None = runtime(20, gt=0)
@@ -105,6 +133,10 @@ class TrainingSettings(Section):
     accelerate_args: list[str] = Field(default_factory=list)
     """Extra `accelerate launch` arguments, e.g. ["--num_processes", "8"]. In the cache key: the number
     of processes changes the effective batch."""
+
+    def resolved(self) -> "TrainingSettings":
+        """`bf16: auto` decided by this machine alone (the flow decides it by `model.dtype` instead)."""
+        return self if self.bf16 != "auto" else self.model_copy(update={"bf16": machine_dtype() == "bfloat16"})
 
 
 class EvaluationSettings(Section):

@@ -118,7 +118,7 @@ def _trainer(model_dir: Path, tokenizer, encoded: list[dict[str, Any]], lora: Lo
         warmup_steps=int(settings.warmup_ratio * steps), weight_decay=settings.weight_decay,
         logging_steps=1, save_strategy="steps" if settings.save_steps else "no", save_steps=settings.save_steps or 1,
         save_total_limit=2, report_to="none", seed=settings.seed, data_seed=settings.seed,
-        bf16=settings.bf16, use_cpu=not torch.cuda.is_available(), remove_unused_columns=False,
+        bf16=bool(settings.resolved().bf16), use_cpu=not torch.cuda.is_available(), remove_unused_columns=False,
         train_sampling_strategy="group_by_length" if settings.group_by_length else "random",
         disable_tqdm=False)
 

@@ -100,3 +100,16 @@ def materialize_model(ref: str, out: Path) -> Path:
     except Exception as err:  # offline, gated or misspelled: say which
         raise ModelError(f"model.ref {ref!r}: could not download it ({err.__class__.__name__}: {err}). "
                          f"Fix: check the id and network/HF_TOKEN, or use a local folder") from err
+
+
+def stored_dtype(model_dir: Path) -> str:
+    """The dtype a transformers folder's weights are saved in (its config.json; float32 when unsaid).
+
+    Merged arms are saved in their base model's dtype, not in the compute dtype: every engine then casts
+    base and arms alike when it loads them, and drift (fp32 on CPU) compares unrounded weights.
+    """
+    import json
+
+    config = json.loads((Path(model_dir) / "config.json").read_text())
+    dtype = config.get("dtype") or config.get("torch_dtype") or "float32"
+    return dtype if dtype in ("float32", "bfloat16", "float16") else "float32"

@@ -7,7 +7,7 @@ export S3FT_DATA_MIRROR ?= $(abspath ../shared/data)
 export PREFECT_SERVER_EPHEMERAL_STARTUP_TIMEOUT_SECONDS ?= 120
 export PREFECT_SERVER_ANALYTICS_ENABLED ?= false
 
-.PHONY: setup quickstart example test test-fast check-env clean ui deploy worker
+.PHONY: setup tcmalloc quickstart example test test-fast check-env clean ui deploy worker
 
 # torch first: `torch==2.13.0` takes the CPU build on disk; nothing afterwards may pull another torch.
 $(VENV)/.installed: requirements.lock pyproject.toml
@@ -27,8 +27,19 @@ check-env:
 	  | { ! grep . ; } || { echo "pip check reports unexpected problems (above)"; exit 1; }
 	@$(PY) -c "import torch, vllm, prefect, mlflow, peft, lm_eval; assert not torch.version.cuda, 'a CUDA torch slipped in'; print('environment ok: torch', torch.__version__)"
 
-quickstart: setup
+quickstart: setup tcmalloc
 	$(VENV)/bin/s3ft run configs/quickstart.yaml
+
+# vLLM's CPU backend wants tcmalloc (PyPI has no package of it); `s3ft run` preloads it when present. Installed
+# here where apt is usable (root or passwordless sudo), else the one command is printed and the run goes on.
+TCMALLOC := /usr/lib/x86_64-linux-gnu/libtcmalloc_minimal.so.4
+APT_LINE := apt-get install -y libtcmalloc-minimal4
+tcmalloc:
+	@if [ -e $(TCMALLOC) ] || [ -e /dev/nvidia0 ] || ! command -v apt-get >/dev/null; then exit 0; fi; \
+	  if [ "$$(id -u)" = 0 ]; then SUDO=; elif sudo -n true 2>/dev/null; then SUDO="sudo -n"; else SUDO=no; fi; \
+	  if [ "$$SUDO" != no ] && { $$SUDO apt-get update -qq && $$SUDO $(APT_LINE) -qq; } >/dev/null 2>&1; then \
+	    echo "installed tcmalloc (vLLM's CPU allocator)"; \
+	  else echo "NOTE: generation runs ~30 % faster with tcmalloc; install it with: sudo $(APT_LINE)"; fi
 
 # Your own task, the worked example: a CSV made by a script, the numeric judge (README "Your own task").
 example: setup

@@ -24,5 +24,6 @@ def benchmark(out: Path, model: Artifact, data: Artifact | None, settings: Bench
                        out)
     metrics = json.loads((out / "metrics.json").read_text())
     run_logger().info("benchmarks: %s", ", ".join(f"{k} {v:.3f}" for k, v in metrics.items() if k.endswith("/acc")))
+    work = json.loads((out / "results.json").read_text()).get("work") or {}
     return artifact_for(out / "metrics.json", **{k.replace("/", "."): v for k, v in metrics.items()
-                                                 if not math.isnan(v)})
+                                                 if not math.isnan(v)}, **{k: v for k, v in work.items() if v})

@@ -16,7 +16,7 @@ from tasks.core.records import (Artifact, Example, Generation, artifact_for, rea
                                 write_text_atomic)
 from tasks.core.stage import run_logger, stage
 from tasks.core.statistics import bootstrap_mean
-from tasks.engines.scoring import answer_drift
+from tasks.engines.scoring import Work, answer_drift
 
 
 @stage("drift", version="1", outputs=("drift.json", "drift_items.jsonl"))
@@ -26,7 +26,8 @@ def drift(out: Path, base: Artifact, model: Artifact, prompts: Artifact, replies
     examples = {e.id: e for e in read_jsonl(Path(prompts.path), Example)}
     gens = read_jsonl(Path(replies.path), Generation)
     conversations = [examples[g.example_id].prompt_messages + [{"role": "assistant", "content": g.text}] for g in gens]
-    items = answer_drift(Path(base.path), Path(model.path), conversations, batch_size)
+    work = Work()
+    items = answer_drift(Path(base.path), Path(model.path), conversations, batch_size, work=work)
     rows = [{"id": g.example_id, "n_tokens": d.n_tokens, "kl": d.kl, "logprob_base": d.logprob_base,
              "logprob_arm": d.logprob_arm} for g, d in zip(gens, items) if d is not None and d.n_tokens]
     write_lines_atomic(out / "drift_items.jsonl", (json.dumps(r) + "\n" for r in rows))
@@ -38,4 +39,5 @@ def drift(out: Path, base: Artifact, model: Artifact, prompts: Artifact, replies
     write_text_atomic(out / "drift.json", json.dumps(summary, indent=1))
     run_logger().info("drift over %d prompts: KL %.5f [%.5f, %.5f], log-prob change %+.4f", len(rows), kl.estimate,
                       kl.low, kl.high, delta.estimate)
-    return artifact_for(out / "drift.json", **{k: v for k, v in summary.items() if not math.isnan(v)})
+    return artifact_for(out / "drift.json", **{k: v for k, v in summary.items() if not math.isnan(v)},
+                        forward_tokens=work.forward_tokens, vocab_rows=work.vocab_rows)

@@ -13,7 +13,7 @@ from pathlib import Path
 
 from tasks.core.records import Artifact, Target, artifact_for, read_jsonl, sha256_json, write_text_atomic
 from tasks.core.stage import run_logger, stage
-from tasks.engines.scoring import answer_logprobs
+from tasks.engines.scoring import Work, answer_logprobs
 
 
 def _key(t: Target) -> str:
@@ -34,11 +34,12 @@ def familiarity(out: Path, model: Artifact, targets: dict[str, Artifact], max_pe
                            else rng.sample(ts, max_per_source)) for s, ts in sorted(by_source.items())}
     unique = {_key(t): t for arms in picked.values() for ts in arms.values() for t in ts}
     keys = sorted(unique)
-    scores = dict(zip(keys, answer_logprobs(Path(model.path), [unique[k].messages for k in keys])))
+    work = Work()
+    scores = dict(zip(keys, answer_logprobs(Path(model.path), [unique[k].messages for k in keys], work=work)))
     result = {arm: {s: {"mean_logprob": sum(scores[_key(t)] for t in ts) / len(ts), "n": len(ts)}
                     for s, ts in sources.items() if ts} for arm, sources in picked.items()}
     path = out / "familiarity.json"
     write_text_atomic(path, json.dumps(result, indent=1))
     run_logger().info("familiarity (mean token log-prob under the base model): %s", {
         a: {s: round(v["mean_logprob"], 3) for s, v in d.items()} for a, d in result.items()})
-    return artifact_for(path, scored=len(keys))
+    return artifact_for(path, scored=len(keys), forward_tokens=work.forward_tokens, vocab_rows=work.vocab_rows)

@@ -23,6 +23,15 @@ def generate_answers(model_dir: Path, model_ref: str, dtype: str, examples: list
                        n_tokens=c.n_tokens) for e, c in zip(examples, completions)]
 
 
+def prompt_tokens(model_dir: Path, examples: list[Example]) -> int:
+    """Tokens of the examples' chat-templated prompts (the prefill work; perf/quickstart.py's FLOPs)."""
+    from transformers import AutoTokenizer
+
+    tokenizer = AutoTokenizer.from_pretrained(model_dir)
+    return sum(len(tokenizer.apply_chat_template(e.prompt_messages, add_generation_prompt=True, tokenize=True,
+                                                 return_dict=True)["input_ids"]) for e in examples)
+
+
 def shard_path(out: Path, index: int) -> Path:
     return out / "shards" / f"shard-{index:05d}.jsonl"
 
@@ -71,4 +80,5 @@ def generate(out: Path, model: Artifact, model_ref: str, dtype: str, examples: A
              len(gens) - resumed, tokens, tokens / max(seconds, 1e-9), truncated,
              settings.backend)
     return artifact_for(path, generations=len(gens), resumed=resumed, tokens=sum(g.n_tokens for g in gens),
-                        seconds=round(seconds, 2), truncated=truncated)
+                        prompt_tokens=prompt_tokens(Path(model.path), items), seconds=round(seconds, 2),
+                        truncated=truncated)

@@ -186,6 +186,7 @@ def run_benchmarks(model_dir: Path, data_dir: Path | None, settings: BenchmarkSe
                                       task_manager=task_manager, log_samples=True, random_seed=settings.seed,
                                       numpy_random_seed=settings.seed, torch_random_seed=settings.seed,
                                       fewshot_random_seed=settings.seed)
+    work = {"forward_tokens": getattr(lm, "forward_tokens", None), "vocab_rows": getattr(lm, "vocab_rows", None)}
     del lm
     metrics = metrics_from_results(results["results"], settings.names + list(settings.extra), local)
     sample_dir = out / "samples"
@@ -193,6 +194,7 @@ def run_benchmarks(model_dir: Path, data_dir: Path | None, settings: BenchmarkSe
         _write_jsonl(sample_dir / f"{task_name}.jsonl", [json.loads(json.dumps(r, default=str)) for r in rows])
     kept = {k: results.get(k) for k in ("results", "groups", "group_subtasks", "configs", "versions", "n-shot",
                                           "higher_is_better", "n-samples")}
+    kept["work"] = work  # what the model computed (None for engines that do not count it)
     write_text_atomic(out / "results.json", json.dumps(kept, indent=1, default=str))
     write_text_atomic(out / "metrics.json", json.dumps(metrics, indent=1))  # last: it marks the stage done
     return metrics

@@ -28,6 +28,15 @@ class DriftItem:
     logprob_arm: float
 
 
+@dataclass
+class Work:
+    """What scoring computed, for FLOP accounting (perf/quickstart.py): tokens through the transformer body
+    (padding excluded) and rows projected onto the vocabulary."""
+
+    forward_tokens: int = 0
+    vocab_rows: int = 0
+
+
 def _load(model_dir: Path):
     import torch
     from transformers import AutoModelForCausalLM
@@ -57,7 +66,7 @@ def _batches(model_dir: Path, conversations: list[Conversation], batch_size: int
         yield idx, pad([encoded[i] for i in idx])
 
 
-def _answer_logits(model, batch) -> tuple[Any, Any, Any]:
+def _answer_logits(model, batch, work: Work) -> tuple[Any, Any, Any]:
     """Next-token logits at every answer position, the answer tokens, and each row's conversation index
     (the vocabulary projection runs only from the first answer position on, as in training)."""
     import torch
@@ -66,6 +75,8 @@ def _answer_logits(model, batch) -> tuple[Any, Any, Any]:
     with torch.inference_mode():
         logits, labels = answer_window(model, batch["input_ids"].to(device), batch["attention_mask"].to(device),
                                        batch["labels"].to(device))
+    work.forward_tokens += int(batch["attention_mask"].sum())
+    work.vocab_rows += logits.shape[0] * logits.shape[1]
     mask = labels != IGNORE
     return logits[mask].float(), labels[mask], mask.nonzero()[:, 0]
 
@@ -80,18 +91,18 @@ def _per_conversation(values, rows, n: int) -> tuple[list[float], list[int]]:
 
 
 def answer_logprobs(model_dir: Path, conversations: list[Conversation], batch_size: int = 8,
-                    max_len: int = 4096) -> list[float]:
+                    max_len: int = 4096, work: Work | None = None) -> list[float]:
     """Mean log-probability per answer token of each conversation's final assistant message (NaN when the
     prompt alone exceeds `max_len`)."""
     import torch
 
-    model = _load(model_dir)
+    model, work = _load(model_dir), work if work is not None else Work()
     out: dict[int, float] = {}
     for idx, batch in _batches(model_dir, conversations, batch_size, max_len):
         if batch is None:
             out.update({i: float("nan") for i in idx})
             continue
-        logits, tokens, rows = _answer_logits(model, batch)
+        logits, tokens, rows = _answer_logits(model, batch, work)
         token_lp = torch.log_softmax(logits, dim=-1).gather(-1, tokens.unsqueeze(-1)).squeeze(-1)
         means, _ = _per_conversation(token_lp, rows, len(idx))
         out.update(zip(idx, means))
@@ -99,20 +110,20 @@ def answer_logprobs(model_dir: Path, conversations: list[Conversation], batch_si
 
 
 def answer_drift(base_dir: Path, arm_dir: Path, conversations: list[Conversation], batch_size: int = 8,
-                 max_len: int = 4096) -> list[DriftItem | None]:
+                 max_len: int = 4096, work: Work | None = None) -> list[DriftItem | None]:
     """Per conversation, how the arm's next-token distributions differ from the base model's over the answer
     (the base model's own reply): mean KL(base || arm) and both mean token log-probs. The same batches go
     through both models, so the base model against itself gives exactly 0."""
     import torch
 
-    base, arm = _load(base_dir), _load(arm_dir)
+    base, arm, work = _load(base_dir), _load(arm_dir), work if work is not None else Work()
     out: dict[int, DriftItem | None] = {}
     for idx, batch in _batches(base_dir, conversations, batch_size, max_len):
         if batch is None:
             out.update({i: None for i in idx})
             continue
-        base_logits, tokens, rows = _answer_logits(base, batch)
-        arm_logits, _, _ = _answer_logits(arm, batch)
+        base_logits, tokens, rows = _answer_logits(base, batch, work)
+        arm_logits, _, _ = _answer_logits(arm, batch, work)
         lp_base, lp_arm = torch.log_softmax(base_logits, dim=-1), torch.log_softmax(arm_logits, dim=-1)
         p_base = lp_base.exp()  # where p_base is 0 the term is 0, even against a -inf log-prob of the arm
         kl = torch.where(p_base > 0, p_base * (lp_base - lp_arm), torch.zeros_like(p_base)).sum(-1)

@@ -53,6 +53,11 @@ def token_budget(batch_size: int | str) -> int:
 class SharedContextHFLM(HFLM):
     """`HFLM` whose causal loglikelihood scores each distinct context once per batch (see the module doc)."""
 
+    forward_tokens = 0
+    """Tokens through the transformer body (padding excluded), for FLOP accounting (perf/quickstart.py)."""
+    vocab_rows = 0
+    """Positions projected onto the vocabulary (padded continuation rows included)."""
+
     def _loglikelihood_tokens(self, requests: list[Request], disable_tqdm: bool = False,
                               override_bs: int | None = None) -> list[tuple[float, bool]]:
         from tqdm.auto import tqdm
@@ -97,6 +102,8 @@ class SharedContextHFLM(HFLM):
             out = self.model(input_ids=ids.to(self.device), attention_mask=mask,
                              position_ids=(mask.cumsum(-1) - 1).clamp(min=0), use_cache=True, logits_to_keep=1)
             first = F.log_softmax(out.logits[:, -1].float(), dim=-1, dtype=self.softmax_dtype)
+            self.forward_tokens += int(mask.sum())
+            self.vocab_rows += n_ctx
             for rows in row_chunks([len(c) - 1 for c in conts], budget=token_budget(self.batch_size)):
                 rest = self._continuations(out.past_key_values, mask, [owner[r] for r in rows], [conts[r] for r in rows])
                 for j, r in enumerate(rows):
@@ -125,6 +132,8 @@ class SharedContextHFLM(HFLM):
         positions = rows_mask.sum(-1, keepdim=True) + torch.arange(width, device=self.device)
         out = self.model(input_ids=ids.to(self.device), attention_mask=torch.cat([rows_mask, mask.to(self.device)], 1),
                          position_ids=positions, past_key_values=rows_cache, use_cache=True)
+        self.forward_tokens += int(mask.sum())
+        self.vocab_rows += out.logits.shape[0] * out.logits.shape[1]
         return F.log_softmax(out.logits.float(), dim=-1, dtype=self.softmax_dtype)
 
 

@@ -2,7 +2,7 @@
 loss, AdamW, the same batches) on real GSM8K gold targets with the bundled model. Prints a table; not
 a test. The pipeline should be no slower: it only adds the answer-only vocabulary projection.
 
-    .venv/bin/python perf/training.py [--examples 48] [--batch-size 8] [--mirror ../shared/data]
+    .venv/bin/python perf/training.py [--examples 48] [--batch-size 8] [--bf16] [--mirror ../shared/data]
 """
 from __future__ import annotations
 
@@ -54,6 +54,7 @@ def main() -> None:
     p.add_argument("--examples", type=int, default=48)
     p.add_argument("--batch-size", type=int, default=8)
     p.add_argument("--repeats", type=int, default=2, help="interleaved repetitions of each")
+    p.add_argument("--bf16", action="store_true", help="also the pipeline with bf16 autocast (training.bf16)")
     p.add_argument("--mirror", default=os.environ.get("S3FT_DATA_MIRROR", str(ROOT.parent / "shared" / "data")))
     a = p.parse_args()
     import torch
@@ -65,17 +66,23 @@ def main() -> None:
     targets = [Target(example_id=e.id, source="gold",
                       messages=e.prompt_messages + [{"role": "assistant", "content": e.gold}]) for e in examples]
     lora, settings = LoraSettings(), TrainingSettings(batch_size=a.batch_size, epochs=1, max_seq_len=384,
-                                                    group_by_length=True)  # as the quickstart
+                                                    group_by_length=True, bf16=False)  # as the quickstart, fp32
     from transformers import AutoTokenizer
 
     tok = AutoTokenizer.from_pretrained(model_dir)
     tokens = sum(len(encode_target(tok, t.messages, 384)["input_ids"]) for t in targets)
     times: dict[str, list[float]] = {"pipeline (train_adapter)": [], "plain PEFT loop": []}
+    if a.bf16:
+        times["pipeline, bf16 autocast"] = []
     for _ in range(a.repeats):
         with tempfile.TemporaryDirectory() as tmp:
             times["pipeline (train_adapter)"].append(train_adapter(model_dir, targets, lora, settings,
                                                                    Path(tmp))["seconds"])
         times["plain PEFT loop"].append(plain_peft_loop(model_dir, targets, lora, settings))
+        if a.bf16:
+            with tempfile.TemporaryDirectory() as tmp:
+                times["pipeline, bf16 autocast"].append(train_adapter(
+                    model_dir, targets, lora, settings.model_copy(update={"bf16": True}), Path(tmp))["seconds"])
     base = min(times["plain PEFT loop"])
     print_table(f"LoRA training, {len(targets)} GSM8K gold targets ({tokens} tokens), batch {a.batch_size}, "
                 f"{os.cpu_count()} cores; best of {a.repeats}", ["loop", "seconds", "tokens/s", "time vs plain PEFT"],

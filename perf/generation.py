@@ -31,6 +31,8 @@ def main() -> None:
     p.add_argument("--prompts", type=int, default=128)
     p.add_argument("--max-new-tokens", type=int, default=160)
     p.add_argument("--repeats", type=int, default=2)
+    p.add_argument("--dtype", default="float32", choices=["float32", "bfloat16"])
+    p.add_argument("--no-hf", action="store_true", help="skip transformers (the slowest engine)")
     p.add_argument("--hf-prompts", type=int, default=32, help="transformers is slow: time it on fewer prompts")
     p.add_argument("--mirror", default=os.environ.get("S3FT_DATA_MIRROR", str(ROOT.parent / "shared" / "data")))
     a = p.parse_args()
@@ -43,26 +45,31 @@ def main() -> None:
 
     rates: dict[str, list[float]] = {"pipeline stage (vLLM)": [], "raw vLLM LLM.chat": [], "transformers generate": []}
     # The pipeline's engine (kept per process) and a raw engine with the same settings; both warm.
-    generate_answers(model_dir, "m", "float32", examples[:4], settings, v, 8)
-    raw = LLM(model=str(model_dir), dtype="float32", seed=0, enforce_eager=v.enforce_eager,
+    generate_answers(model_dir, "m", a.dtype, examples[:4], settings, v, 8)
+    raw = LLM(model=str(model_dir), dtype=a.dtype, seed=0, enforce_eager=v.enforce_eager,
               max_model_len=v.max_model_len, kv_cache_memory_bytes=int(v.kv_cache_gib * (1 << 30)))
     params = SamplingParams(max_tokens=a.max_new_tokens, temperature=0.0, seed=0)
     raw.chat([e.prompt_messages for e in examples[:4]], params, use_tqdm=False)
-    hf = HfBackend(model_dir, "float32", batch_size=16)
+    hf = None if a.no_hf else HfBackend(model_dir, a.dtype, batch_size=16)
+    if hf is None:
+        del rates["transformers generate"]
     for _ in range(a.repeats):
         start = time.perf_counter()
-        gens = generate_answers(model_dir, "m", "float32", examples, settings, v, a.max_new_tokens)
+        gens = generate_answers(model_dir, "m", a.dtype, examples, settings, v, a.max_new_tokens)
         rates["pipeline stage (vLLM)"].append(sum(g.n_tokens for g in gens) / (time.perf_counter() - start))
         start = time.perf_counter()
         outs = raw.chat([e.prompt_messages for e in examples], params, use_tqdm=False)
         rates["raw vLLM LLM.chat"].append(sum(len(o.outputs[0].token_ids) for o in outs) / (time.perf_counter() - start))
+        if hf is None:
+            continue
         start = time.perf_counter()
         done = hf.generate([e.prompt_messages for e in examples[:a.hf_prompts]], sampling)
         rates["transformers generate"].append(sum(c.n_tokens for c in done) / (time.perf_counter() - start))
     release_backends()
     best = {k: max(v) for k, v in rates.items()}
     print_table(f"generation, {len(examples)} GSM8K train prompts (transformers: {a.hf_prompts}), greedy, "
-                f"max {a.max_new_tokens} new tokens, {os.cpu_count()} cores; best of {a.repeats} interleaved",
+                f"max {a.max_new_tokens} new tokens, {a.dtype}, {os.cpu_count()} cores, LD_PRELOAD "
+                f"{'set' if os.environ.get('LD_PRELOAD') else 'unset'}; best of {a.repeats} interleaved",
                 ["engine", "output tok/s", "pipeline / this"],
                 [[name, f"{rate:.0f}", f"{best['pipeline stage (vLLM)'] / rate:.2f}x"] for name, rate in best.items()])
 

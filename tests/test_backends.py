@@ -33,3 +33,16 @@ def test_vllm_and_hf_greedy_outputs_agree(bundled_model_dir):
     assert all(o.text for o in hf_out)
     assert [o.text for o in v_out] == [o.text for o in hf_out]
     assert [o.n_tokens for o in v_out] == [o.n_tokens for o in hf_out]
+
+
+def test_prompt_tokens_count_what_generation_reads(tiny_model_dir):
+    """The generate stage's `prompt_tokens` (perf/quickstart.py's FLOPs) are the tokens the backend encodes."""
+    from tasks.core.records import Example
+    from tasks.generate import prompt_tokens
+
+    examples = [Example(id=str(i), source="test", gold="x", prompt_messages=[{"role": "user", "content": q}])
+                for i, q in enumerate(["Hi?", "A longer question about the passage, with more words in it?"])]
+    hf = HfBackend(tiny_model_dir, "float32", batch_size=2)
+    encoded = hf._encode([e.prompt_messages for e in examples])
+    assert prompt_tokens(tiny_model_dir, examples) == sum(map(len, encoded))
+    assert prompt_tokens(tiny_model_dir, examples[1:]) > prompt_tokens(tiny_model_dir, examples[:1])

@@ -68,9 +68,14 @@ def test_the_kl_is_the_full_vocabulary_kl_at_each_reply_position(tiny_model_dir,
     from tasks.engines.lora import IGNORE, encode_target
     from tasks.engines.scoring import answer_drift
 
+    from tasks.engines.scoring import Work
+
     conv = [{"role": "user", "content": "Capital of France?"}, {"role": "assistant", "content": REPLIES[0]}]
-    (item,) = answer_drift(tiny_model_dir, perturbed_model_dir, [conv])
+    work = Work()
+    (item,) = answer_drift(tiny_model_dir, perturbed_model_dir, [conv], work=work)
     enc = encode_target(AutoTokenizer.from_pretrained(tiny_model_dir), conv, 4096)
+    assert work.forward_tokens == 2 * len(enc["input_ids"])  # both models read the whole conversation
+    assert 2 * item.n_tokens <= work.vocab_rows < 2 * len(enc["input_ids"])  # projected from the answer on
     ids, labels = torch.tensor([enc["input_ids"]]), torch.tensor(enc["labels"][1:])
     with torch.no_grad():
         p = torch.log_softmax(AutoModelForCausalLM.from_pretrained(tiny_model_dir)(ids).logits[0, :-1], -1)

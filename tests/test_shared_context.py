@@ -56,6 +56,10 @@ def test_the_same_loglikelihoods_as_lm_eval_hf(models):
         assert greedy == greedy_want
     assert any(g for _, g in want)  # the comparison covered a greedy match
     assert len({lp for lp, _ in want}) == len(want)  # and distinct scores, not a constant
+    # its work count: each distinct context once, plus every continuation but its last token (from the cache)
+    contexts = {tuple(r[1]) for r in reqs}
+    assert shared.forward_tokens == sum(map(len, contexts)) + sum(len(r[2]) - 1 for r in reqs)
+    assert shared.vocab_rows >= len(contexts) + sum(len(r[2]) - 1 for r in reqs)
 
 
 def test_a_context_longer_than_the_model_takes_lm_eval_truncation(models):

@@ -63,7 +63,8 @@ def model_card(summary: dict[str, Any], arm: str, kind: str, run_dir: Path) -> s
         + ("S3FT: the model's own correct answers, else its judged paraphrases, else gold" if arm == "s3ft"
            else f"`{arm}`") + ").",
         f"Source run: `{run_dir}` (MLflow run `{summary.get('mlflow_run_id')}`), git commit "
-        f"`{summary.get('git_commit', 'unknown')}`.", "",
+        f"`{summary.get('git_commit', 'unknown')}`. The run generated in `{summary.get('dtype', 'float32')}` "
+        f"(the weights here are stored as the base model's); load in that dtype to reproduce its answers.", "",
         "```python", loading, "```", "", "`vllm serve .` serves the merged folder as it is." if kind == "merged"
         else "vLLM: `vllm serve BASE --enable-lora --lora-modules arm=.`", "",
         "## How it measured (the run's report)", "", table, "",

@@ -29,7 +29,9 @@ def _run(out: Path, extra: list[str], config: str = "configs/gsm8k_quickstart.ya
     env = dict(os.environ, PREFECT_HOME=str(out / "prefect-home"), PYTHONUNBUFFERED="1")
     env.pop("MLFLOW_TRACKING_URI", None)
     args = [sys.executable, "-m", "flows.cli", "run", str(ROOT / config), "--set", f"output_dir={out}"]
-    for item in tiny + extra:
+    # fp32 on every machine: which targets the tiny runs produce (hence which stages share a cache key) was
+    # calibrated in fp32, and `dtype: auto` is bf16 on CI machines with avx512_bf16 (tests/test_precision.py)
+    for item in ["model.dtype=float32", *tiny, *extra]:
         args += ["--set", item]
     proc = subprocess.run(args, capture_output=True, text=True, cwd=ROOT, env=env, timeout=1500)
     assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-5000:]

@@ -97,7 +97,9 @@ def test_export_gives_a_model_that_generates_what_the_pipeline_generated(own_run
     assert {"model.safetensors", "config.json", "tokenizer.json", "generation_config.json"} <= {p.name for p in merged.iterdir()}
     examples = read_jsonl(Path(stage["load_examples:test"]["path"]), Example)
     pipeline = {g.example_id: g.text for g in read_jsonl(Path(stage["generate:test:s3ft"]["path"]), Generation)}
-    engine = VllmBackend(merged, "float32", VllmSettings(), seed=0)  # vLLM loads it, as the pipeline's engine
+    dtype = summary["dtype"]  # the run's generation dtype (`auto`: bfloat16 on a CPU with avx512_bf16)
+    assert f"generated in `{dtype}`" in card
+    engine = VllmBackend(merged, dtype, VllmSettings(), seed=0)  # vLLM loads it, as the pipeline's engine
     texts = [c.text for c in engine.generate([e.prompt_messages for e in examples], Sampling(max_new_tokens=32))]
     engine.close()
     assert texts == [pipeline[e.id] for e in examples]

@@ -41,10 +41,11 @@ class ModelSettings(Section):
     ref: str = "bundled:smollm2-135m-instruct"
     """`bundled:smollm2-135m-instruct`, a Hugging Face hub id, or a local transformers folder."""
     dtype: Literal["auto", "bfloat16", "float32", "float16"] = "auto"
-    """Weights dtype of every forward pass: generation (vLLM, transformers), merged arms, benchmarks, drift,
-    and training's autocast. `auto` = bfloat16 on GPUs and on CPUs with avx512_bf16 or AMX (about 2x faster
-    generation there), float32 on other CPUs (bf16 is emulated there: 36 vs 118 tok/s measured). Decided
-    before hashing, so runs in different dtypes never share a cached stage; the report names the dtype."""
+    """Compute dtype of generation (vLLM, transformers) and, through `training.bf16: auto`, of training's
+    autocast. `auto` = bfloat16 on GPUs and on CPUs with avx512_bf16 or AMX (1.66x faster generation there,
+    PERFORMANCE.md), float32 on other CPUs (bf16 is emulated there: 36 vs 118 tok/s measured). Benchmarks
+    (`benchmarks.dtype`), drift and familiarity score in float32 on a CPU. Decided before hashing, so runs in
+    different dtypes never share a cached stage; the report's first line names the precision."""
 
     def resolved(self) -> "ModelSettings":
         return self if self.dtype != "auto" else self.model_copy(update={"dtype": machine_dtype()})

@@ -1,8 +1,11 @@
 """Model references: hub ids, local folders, and the bundled SmolLM2 GGUF converted once."""
 from __future__ import annotations
 
+import contextlib
+import functools
 import importlib.util
 from pathlib import Path
+from typing import Iterator
 
 from tasks.core.errors import ModelError
 from tasks.core.records import sha256_file, sha256_json
@@ -37,8 +40,9 @@ def convert_gguf(gguf: Path, out_dir: Path) -> Path:
     import torch
     from transformers import AutoModelForCausalLM, AutoTokenizer
 
-    tokenizer = AutoTokenizer.from_pretrained(gguf.parent, gguf_file=gguf.name)
-    loaded = AutoModelForCausalLM.from_pretrained(gguf.parent, gguf_file=gguf.name, dtype=torch.float32)
+    with _gguf_parsed_once():
+        tokenizer = AutoTokenizer.from_pretrained(gguf.parent, gguf_file=gguf.name)
+        loaded = AutoModelForCausalLM.from_pretrained(gguf.parent, gguf_file=gguf.name, dtype=torch.float32)
     # A GGUF-loaded model refuses save_pretrained; rebuild a plain one from its config, copy weights. (Its config
     # is the loaded one: reading it from the file again parses the whole GGUF, ~6 s, once more.)
     config = copy.deepcopy(loaded.config)
@@ -57,6 +61,23 @@ def convert_gguf(gguf: Path, out_dir: Path) -> Path:
     loaded.generation_config.save_pretrained(tmp)
     tmp.replace(out_dir)
     return out_dir
+
+
+@contextlib.contextmanager
+def _gguf_parsed_once() -> Iterator[None]:
+    """transformers parses the whole GGUF file for the tokenizer, the config and the weights (~6 s each on
+    2 cores) and rebuilds gguf's tensor-name map once per module (~400 times, ~4 s): within this block
+    `gguf.GGUFReader` and `gguf.get_tensor_name_map` (which transformers imports at call time) are memoized.
+    Both are read-only, so the converted folder is byte-identical (tests/test_models.py)."""
+    import gguf
+
+    reader, name_map = gguf.GGUFReader, gguf.get_tensor_name_map
+    gguf.GGUFReader = functools.lru_cache(maxsize=2)(reader)
+    gguf.get_tensor_name_map = functools.lru_cache(maxsize=8)(name_map)
+    try:
+        yield
+    finally:
+        gguf.GGUFReader, gguf.get_tensor_name_map = reader, name_map
 
 
 def local_model_dir(ref: str) -> Path | None:

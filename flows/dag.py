@@ -7,7 +7,8 @@
          familiarity of every arm's targets under the base model
 
 Every function takes the stage runner `run` and the frozen config and returns frozen records
-(flows/results.py); stages are called by name with their typed inputs (`run(label, stage, **inputs)`).
+(flows/results.py; DriftText alone is filled in once, by the first arm's drift); stages are called by name
+with their typed inputs (`run(label, stage, **inputs)`).
 """
 from __future__ import annotations
 
@@ -29,6 +30,7 @@ from tasks.data import split_fingerprint
 from tasks.data.custom import configured_fingerprint
 from tasks.data.benchmark_mirror import mirror_hash
 from tasks.drift import drift
+from tasks.drift_reference import drift_reference
 from tasks.drift_prompts import drift_prompts
 from tasks.engines.backends import release_backends
 from tasks.engines.models import model_fingerprint, stored_dtype
@@ -64,12 +66,14 @@ class TrainEvidence:
     paraphrases: Answers | None
 
 
-@dataclass(frozen=True)
+@dataclass
 class DriftText:
-    """General-domain prompts and the base model's greedy replies: the text drift is measured on."""
+    """General-domain prompts and the base model's greedy replies: the text drift is measured on. The base
+    model's side of drift (`reference`) is filled by the first arm's drift, once the engines are released."""
 
     prompts: Artifact
     replies: Artifact
+    reference: Artifact | None = None
 
 
 @dataclass(frozen=True)
@@ -219,8 +223,11 @@ def drift_from_base(run: StageRunner, cfg: ExperimentConfig, tag: str, base: Mod
                     text: DriftText | None) -> Artifact | None:
     if text is None:
         return None
+    if text.reference is None:
+        text.reference = run("drift_reference", drift_reference, base=base.folder, prompts=text.prompts,
+                             replies=text.replies, batch_size=cfg.drift.batch_size)
     return run(f"drift:{tag}", drift, base=base.folder, model=tuned.folder, prompts=text.prompts,
-               replies=text.replies, batch_size=cfg.drift.batch_size, seed=cfg.drift.seed)
+               replies=text.replies, batch_size=cfg.drift.batch_size, seed=cfg.drift.seed, reference=text.reference)
 
 
 def train_and_evaluate_seed(run: StageRunner, cfg: ExperimentConfig, arm: str, seed: int, base: Model,

@@ -51,7 +51,7 @@ def stage_work(label: str, counts: dict, shape: Shape) -> tuple[str, float] | No
     if kind == "train":
         tokens = counts["tokens_per_s"] * counts["seconds"]
         return f"{tokens:.0f} tok, {counts['steps']:.0f} steps", 4 * shape.body * tokens / 1e9
-    if kind in ("benchmark", "drift", "familiarity") and counts.get("forward_tokens"):
+    if kind in ("benchmark", "drift", "drift_reference", "familiarity") and counts.get("forward_tokens"):
         t, rows = counts["forward_tokens"], counts["vocab_rows"]
         return f"{t:.0f} tok, {rows:.0f} vocab rows", (2 * shape.body * t + 2 * shape.head * rows) / 1e9
     return None
@@ -66,7 +66,7 @@ def stage_dtype(label: str, summary: dict) -> str:
         return "bfloat16" if summary.get("training_bf16") else "float32"
     if kind == "benchmark":
         return summary.get("benchmark_dtype", dtype)
-    return "float32" if kind in ("drift", "familiarity") else dtype
+    return "float32" if kind in ("drift", "drift_reference", "familiarity") else dtype
 
 
 def stage_rows(summary: dict, shape: Shape, peak: dict[str, float]) -> list[list[str]]:

@@ -5,6 +5,8 @@ The text is the base model's own greedy reply to each general-domain prompt (sta
 change of the reply's log-prob under the arm. No labels; deterministic. Per prompt in `drift_items.jsonl`,
 and their means with 95 % bootstrap CIs over prompts in `drift.json`. The base model against itself gives
 exactly 0; an arm whose training changed nothing, too.
+
+The base model's part is the same for every arm: `drift_reference` computes it once.
 """
 from __future__ import annotations
 
@@ -12,22 +14,23 @@ import json
 import math
 from pathlib import Path
 
-from tasks.core.records import (Artifact, Example, Generation, artifact_for, read_jsonl, write_lines_atomic,
-                                write_text_atomic)
+from tasks.core.records import Artifact, artifact_for, write_lines_atomic, write_text_atomic
 from tasks.core.stage import run_logger, stage
 from tasks.core.statistics import bootstrap_mean
-from tasks.engines.scoring import Work, answer_drift
+from tasks.engines.scoring import Work, answer_drift, drift_conversations
 
 
-@stage("drift", version="1", outputs=("drift.json", "drift_items.jsonl"))
+@stage("drift", version="2", outputs=("drift.json", "drift_items.jsonl"))
 def drift(out: Path, base: Artifact, model: Artifact, prompts: Artifact, replies: Artifact, batch_size: int,
-          seed: int) -> Artifact:
-    """Drift of `model` (an arm's merged model) from `base` on the base model's `replies` to `prompts`."""
-    examples = {e.id: e for e in read_jsonl(Path(prompts.path), Example)}
-    gens = read_jsonl(Path(replies.path), Generation)
-    conversations = [examples[g.example_id].prompt_messages + [{"role": "assistant", "content": g.text}] for g in gens]
+          seed: int, reference: Artifact | None = None) -> Artifact:
+    """Drift of `model` (an arm's merged model) from `base` on the base model's `replies` to `prompts`;
+    `reference` (`drift_reference` of the same inputs) spares the base model's forward."""
+    from safetensors.torch import load_file
+
+    gens, conversations = drift_conversations(Path(prompts.path), Path(replies.path))
     work = Work()
-    items = answer_drift(Path(base.path), Path(model.path), conversations, batch_size, work=work)
+    tensors = load_file(reference.path) if reference is not None else None
+    items = answer_drift(Path(base.path), Path(model.path), conversations, batch_size, work=work, reference=tensors)
     rows = [{"id": g.example_id, "n_tokens": d.n_tokens, "kl": d.kl, "logprob_base": d.logprob_base,
              "logprob_arm": d.logprob_arm} for g, d in zip(gens, items) if d is not None and d.n_tokens]
     write_lines_atomic(out / "drift_items.jsonl", (json.dumps(r) + "\n" for r in rows))

@@ -85,6 +85,45 @@ def test_the_kl_is_the_full_vocabulary_kl_at_each_reply_position(tiny_model_dir,
     assert item.n_tokens == int(rows.sum()) and item.kl == pytest.approx(expected, rel=1e-4)
 
 
+def test_the_base_reference_gives_the_drift_of_two_forwards_without_the_base_body(tiny_model_dir, perturbed_model_dir,
+                                                                                    tmp_path):
+    """drift_reference once, then drift per arm: the same numbers as running both models, with the base
+    model's transformer body run once for all arms; base against itself stays exactly 0."""
+    from tasks.drift_reference import drift_reference
+
+    prompts, replies = _inputs(tmp_path)
+    store = str(tmp_path / "store")
+    ref = drift_reference.fn(base=_model(tiny_model_dir), prompts=prompts, replies=replies, batch_size=2, store=store)
+    assert ref.counts["batches"] == 2 and ref.counts["forward_tokens"] > 0
+
+    def run(model_dir, reference):
+        art = drift.fn(base=_model(tiny_model_dir), model=_model(model_dir), prompts=prompts, replies=replies,
+                       batch_size=2, seed=0, reference=reference, store=store)
+        items = [json.loads(l) for l in (Path(art.path).parent / "drift_items.jsonl").read_text().splitlines()]
+        return art, items
+
+    with_ref, items_ref = run(perturbed_model_dir, ref)
+    direct, items_direct = run(perturbed_model_dir, None)
+    assert with_ref.path != direct.path  # the reference is an input of the key
+    for a, b in zip(items_ref, items_direct, strict=True):
+        assert a["n_tokens"] == b["n_tokens"] and a["kl"] > 0
+        assert a["kl"] == pytest.approx(b["kl"], rel=1e-5) and a["logprob_base"] == pytest.approx(b["logprob_base"], rel=1e-6)
+    assert with_ref.counts["forward_tokens"] * 2 == direct.counts["forward_tokens"]  # the arm's body only
+    assert with_ref.counts["vocab_rows"] == direct.counts["vocab_rows"]
+    _, itself = run(tiny_model_dir, ref)
+    assert all(i["kl"] == 0.0 and i["logprob_base"] == i["logprob_arm"] for i in itself)
+
+
+def test_a_reference_of_other_batches_is_refused(tiny_model_dir, perturbed_model_dir):
+    from tasks.engines.scoring import answer_drift, base_reference
+
+    convs = [[{"role": "user", "content": f"Question {i}?"}, {"role": "assistant", "content": REPLIES[i]}]
+             for i in range(3)]
+    reference = base_reference(tiny_model_dir, convs, batch_size=3)
+    with pytest.raises(ValueError, match="drift reference"):
+        answer_drift(tiny_model_dir, perturbed_model_dir, convs, batch_size=2, reference=reference)
+
+
 def test_general_prompts_are_a_seeded_draw_in_equal_shares_without_answers(mirror, tmp_path_factory):
     from tasks.data.benchmark_mirror import convert_mirror
 

@@ -51,12 +51,16 @@ def answer_window(model, input_ids, attention_mask, labels) -> tuple[Any, Any]:
     """
     import torch
 
-    seq = labels.shape[1]
-    answer = (labels[:, 1:] != IGNORE).any(dim=0).nonzero()
-    start = int(answer[0]) if len(answer) else seq - 2  # first position whose next token is labelled
-    keep = torch.arange(start, seq - 1, device=input_ids.device)
+    start = answer_start(labels)
+    keep = torch.arange(start, labels.shape[1] - 1, device=input_ids.device)
     logits = model(input_ids=input_ids, attention_mask=attention_mask, logits_to_keep=keep).logits
     return logits, labels[:, start + 1:].to(logits.device)
+
+
+def answer_start(labels) -> int:
+    """The first position of a batch whose next token is labelled (the answer window's start)."""
+    answer = (labels[:, 1:] != IGNORE).any(dim=0).nonzero()
+    return int(answer[0]) if len(answer) else labels.shape[1] - 2
 
 
 def answer_only_loss(model, inputs: dict, num_items_in_batch=None):

@@ -1,5 +1,7 @@
 """Teacher-forced scoring of answers under causal LMs (transformers): the mean log-probability of each
 conversation's final answer (familiarity), and per-token KL between two models on the same text (drift).
+The base model's side of drift is computed once for every arm (`base_reference`): the input of its output
+embedding at the answer positions, which each arm's drift projects onto the vocabulary again.
 On CPU the weights are fp32; on a GPU they are loaded in bfloat16 there. Log-softmax is always taken in fp32.
 
 Both use the chat template and answer-only masking of training (engines.lora.encode_target), so "the
@@ -12,7 +14,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Iterator
 
-from tasks.engines.lora import IGNORE, answer_window, encode_target
+from tasks.core.records import Example, Generation, read_jsonl
+from tasks.engines.lora import IGNORE, answer_start, answer_window, encode_target
 
 Conversation = list[dict[str, str]]
 
@@ -35,6 +38,13 @@ class Work:
 
     forward_tokens: int = 0
     vocab_rows: int = 0
+
+
+def drift_conversations(prompts: Path, replies: Path) -> tuple[list[Generation], list[Conversation]]:
+    """Drift's text: the base model's replies and, per reply, its prompt followed by it as the answer."""
+    examples = {e.id: e for e in read_jsonl(prompts, Example)}
+    gens = read_jsonl(replies, Generation)
+    return gens, [examples[g.example_id].prompt_messages + [{"role": "assistant", "content": g.text}] for g in gens]
 
 
 def _load(model_dir: Path):
@@ -66,16 +76,24 @@ def _batches(model_dir: Path, conversations: list[Conversation], batch_size: int
         yield idx, pad([encoded[i] for i in idx])
 
 
-def _answer_logits(model, batch, work: Work) -> tuple[Any, Any, Any]:
+def _answer_logits(model, batch, work: Work, hidden=None) -> tuple[Any, Any, Any]:
     """Next-token logits at every answer position, the answer tokens, and each row's conversation index
-    (the vocabulary projection runs only from the first answer position on, as in training)."""
+    (the vocabulary projection runs only from the first answer position on, as in training). With `hidden`
+    (the batch's stored input of the output embedding, `base_reference`) only the projection runs."""
     import torch
 
     device = next(model.parameters()).device
     with torch.inference_mode():
-        logits, labels = answer_window(model, batch["input_ids"].to(device), batch["attention_mask"].to(device),
-                                       batch["labels"].to(device))
-    work.forward_tokens += int(batch["attention_mask"].sum())
+        if hidden is None:
+            logits, labels = answer_window(model, batch["input_ids"].to(device),
+                                           batch["attention_mask"].to(device), batch["labels"].to(device))
+            work.forward_tokens += int(batch["attention_mask"].sum())
+        else:
+            labels = batch["labels"][:, answer_start(batch["labels"]) + 1:].to(device)
+            if hidden.shape[:2] != labels.shape:
+                raise ValueError(f"drift reference batch of shape {tuple(hidden.shape[:2])} does not match the "
+                                 f"answer window {tuple(labels.shape)}: it was computed on other text or batches")
+            logits = model.get_output_embeddings()(hidden.to(device))
     work.vocab_rows += logits.shape[0] * logits.shape[1]
     mask = labels != IGNORE
     return logits[mask].float(), labels[mask], mask.nonzero()[:, 0]
@@ -109,20 +127,44 @@ def answer_logprobs(model_dir: Path, conversations: list[Conversation], batch_si
     return [out[i] for i in range(len(conversations))]
 
 
+def base_reference(base_dir: Path, conversations: list[Conversation], batch_size: int = 8, max_len: int = 4096,
+                   work: Work | None = None) -> dict[str, Any]:
+    """The base model's side of `answer_drift`, for every arm at once: per batch `k` of the answer windows,
+    `hidden.k`, the input of the base model's output embedding (its final hidden states there)."""
+    base, work = _load(base_dir), work if work is not None else Work()
+    captured: list[Any] = []
+    hook = base.get_output_embeddings().register_forward_pre_hook(lambda _m, args: captured.append(args[0]))
+    tensors: dict[str, Any] = {}
+    try:
+        for k, (_idx, batch) in enumerate(_batches(base_dir, conversations, batch_size, max_len)):
+            if batch is not None:
+                captured.clear()
+                _answer_logits(base, batch, work)
+                tensors[f"hidden.{k}"] = captured[-1].detach().cpu().contiguous()
+    finally:
+        hook.remove()
+    return tensors
+
+
 def answer_drift(base_dir: Path, arm_dir: Path, conversations: list[Conversation], batch_size: int = 8,
-                 max_len: int = 4096, work: Work | None = None) -> list[DriftItem | None]:
+                 max_len: int = 4096, work: Work | None = None,
+                 reference: dict[str, Any] | None = None) -> list[DriftItem | None]:
     """Per conversation, how the arm's next-token distributions differ from the base model's over the answer
     (the base model's own reply): mean KL(base || arm) and both mean token log-probs. The same batches go
-    through both models, so the base model against itself gives exactly 0."""
+    through both models, so the base model against itself gives exactly 0. With `reference`
+    (`base_reference` of the same conversations and batch size) the base model's body does not run again."""
     import torch
 
     base, arm, work = _load(base_dir), _load(arm_dir), work if work is not None else Work()
     out: dict[int, DriftItem | None] = {}
-    for idx, batch in _batches(base_dir, conversations, batch_size, max_len):
+    for k, (idx, batch) in enumerate(_batches(base_dir, conversations, batch_size, max_len)):
         if batch is None:
             out.update({i: None for i in idx})
             continue
-        base_logits, tokens, rows = _answer_logits(base, batch, work)
+        hidden = None if reference is None else reference.get(f"hidden.{k}")
+        if reference is not None and hidden is None:
+            raise ValueError(f"drift reference has no batch {k}: it was computed on other text or batches")
+        base_logits, tokens, rows = _answer_logits(base, batch, work, hidden)
         arm_logits, _, _ = _answer_logits(arm, batch, work)
         lp_base, lp_arm = torch.log_softmax(base_logits, dim=-1), torch.log_softmax(arm_logits, dim=-1)
         p_base = lp_base.exp()  # where p_base is 0 the term is 0, even against a -inf log-prob of the arm

@@ -89,6 +89,11 @@ def generation_vllm(cfg: ExperimentConfig) -> VllmSettings | None:
     return cfg.vllm if cfg.generation.resolved().backend == "vllm" else None
 
 
+NO_STOPS = {"temperature": 0.0, "stop": [], "repetition_stop": None}
+"""Generation that is not an answer to the task (the LLM judge's verdicts, drift's general-text replies):
+greedy, and the task's stop settings do not apply."""
+
+
 def generate_inputs(cfg: ExperimentConfig, model: Model, examples: Artifact, max_new_tokens: int,
                     **settings: Any) -> dict[str, Any]:
     """The generate stage's inputs; `settings` overrides generation settings (the LLM judge: greedy). The
@@ -121,7 +126,7 @@ def llm_judge(run: StageRunner, cfg: ExperimentConfig, label: str, examples: Art
     prompts = run(f"llm_judge_prompts:{label}", llm_judge_prompts, examples=examples, generations=generations,
                   verdicts=verdicts, template=llm.prompt, system_prompt=llm.system_prompt)
     replies = run(f"generate:judge:{label}", generate,
-                  **generate_inputs(cfg, judge_model, prompts, llm.max_new_tokens, temperature=0.0))
+                  **generate_inputs(cfg, judge_model, prompts, llm.max_new_tokens, **NO_STOPS))
     return run(f"llm_judge_merge:{label}", llm_judge_merge, verdicts=verdicts, replies=replies,
                max_error_fraction=cfg.judge.max_error_fraction)
 
@@ -215,7 +220,7 @@ def drift_text(run: StageRunner, cfg: ExperimentConfig, base: Model, bench_data:
     d = cfg.drift
     prompts = run("drift_prompts", drift_prompts, data=bench_data, benchmarks=d.benchmarks, prompts=d.prompts,
                   seed=d.seed)
-    replies = run("generate:drift", generate, **generate_inputs(cfg, base, prompts, d.max_new_tokens, temperature=0.0))
+    replies = run("generate:drift", generate, **generate_inputs(cfg, base, prompts, d.max_new_tokens, **NO_STOPS))
     return DriftText(prompts, replies)
 
 

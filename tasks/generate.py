@@ -16,8 +16,8 @@ def generate_answers(model_dir: Path, model_ref: str, dtype: str, examples: list
     if not examples:
         return []
     backend = get_backend(model_dir, dtype, settings, vllm or VllmSettings())
-    sampling = Sampling(max_new_tokens=max_new_tokens, temperature=settings.temperature,
-                        top_p=settings.top_p, seed=settings.seed)
+    sampling = Sampling(max_new_tokens=max_new_tokens, temperature=settings.temperature, top_p=settings.top_p,
+                        seed=settings.seed, stop=tuple(settings.stop), repetition=settings.repetition_stop)
     completions = backend.generate([e.prompt_messages for e in examples], sampling)
     return [Generation(example_id=e.id, model_ref=model_ref, text=c.text, finish_reason=c.finish_reason,
                        n_tokens=c.n_tokens) for e, c in zip(examples, completions)]
@@ -76,9 +76,9 @@ def generate(out: Path, model: Artifact, model_ref: str, dtype: str, examples: A
         log.info("resumed: %d of %d answers came from shards of an earlier, interrupted attempt", resumed, len(gens))
     path = write_jsonl(out / "generations.jsonl", gens)
     truncated = sum(g.finish_reason == "length" for g in gens)
-    log.info("generated %d answers (%d tokens, %.0f tok/s, %d hit max_new_tokens) with %s",
-             len(gens) - resumed, tokens, tokens / max(seconds, 1e-9), truncated,
-             settings.backend)
+    looped = sum(g.finish_reason == "repetition" for g in gens)
+    log.info("generated %d answers (%d tokens, %.0f tok/s, %d hit max_new_tokens, %d stopped in a loop) with %s",
+             len(gens) - resumed, tokens, tokens / max(seconds, 1e-9), truncated, looped, settings.backend)
     return artifact_for(path, generations=len(gens), resumed=resumed, tokens=sum(g.n_tokens for g in gens),
                         prompt_tokens=prompt_tokens(Path(model.path), items), seconds=round(seconds, 2),
-                        truncated=truncated)
+                        truncated=truncated, looped=looped)

@@ -19,7 +19,8 @@ def judge_generations(examples: list[Example], generations: list[Generation], ju
                       judge_params: dict | None = None) -> list[Verdict]:
     """Judge each generation against its example; a judge crash becomes an `error` verdict.
 
-    `reject_truncated` first rejects texts cut off at the token cap (finish reason `length`);
+    `reject_truncated` first rejects unfinished texts: cut off at the token cap (finish reason `length`) or
+    ended in a loop (`repetition`, generation.repetition_stop);
     `min_length_ratio` > 0 (paraphrases) rejects texts much shorter than the gold answer.
     """
     judge = get_judge(judge_name, judge_params)
@@ -33,6 +34,8 @@ def judge_generations(examples: list[Example], generations: list[Generation], ju
         reason = ""
         if reject_truncated and g.finish_reason == "length":
             reason = f"truncated: hit the {g.n_tokens}-token cap before finishing"
+        elif reject_truncated and g.finish_reason == "repetition":
+            reason = f"unfinished: stopped in a loop after {g.n_tokens} tokens"
         elif min_length_ratio and too_short(g.text, example.gold, min_length_ratio):
             reason = f"too short: {len(g.text.split())} words vs gold {len(example.gold.split())}"
         if reason:

@@ -46,3 +46,52 @@ def test_prompt_tokens_count_what_generation_reads(tiny_model_dir):
     encoded = hf._encode([e.prompt_messages for e in examples])
     assert prompt_tokens(tiny_model_dir, examples) == sum(map(len, encoded))
     assert prompt_tokens(tiny_model_dir, examples[1:]) > prompt_tokens(tiny_model_dir, examples[:1])
+
+
+@pytest.mark.skipif(importlib.util.find_spec("vllm") is None, reason="vllm not installed")
+def test_the_loop_rule_is_vllms_repetition_detection():
+    """`ends_in_loop` (the transformers backend's stop) against vLLM's own check, on random token runs."""
+    import random
+
+    from vllm.sampling_params import RepetitionDetectionParams
+    from vllm.v1.core.sched.utils import check_sequence_repetition
+
+    from tasks.core.settings import RepetitionStop
+    from tasks.engines.backends import ends_in_loop
+
+    rng = random.Random(0)
+    seen = set()
+    for trial in range(3000):
+        rule = RepetitionStop(max_pattern=rng.randint(1, 6), min_pattern=1, min_count=rng.randint(2, 4))
+        rule = rule.model_copy(update={"min_pattern": rng.randint(1, rule.max_pattern)})
+        unit = [rng.randint(0, 2) for _ in range(rng.randint(1, 6))]
+        tokens = [rng.randint(0, 2) for _ in range(rng.randint(0, 8))] + unit * rng.randint(1, 4)
+        expected = check_sequence_repetition(tokens, RepetitionDetectionParams(
+            max_pattern_size=rule.max_pattern, min_pattern_size=rule.min_pattern, min_count=rule.min_count))
+        assert ends_in_loop(tokens, rule) == expected, (tokens, rule)
+        seen.add(expected)
+    assert seen == {True, False}
+
+
+@pytest.mark.slow
+@pytest.mark.skipif(importlib.util.find_spec("vllm") is None, reason="vllm not installed")
+def test_vllm_and_hf_stop_answers_at_the_same_place(bundled_model_dir):
+    """Stop strings and the loop stop: the same text, token count and finish reason from both engines."""
+    from tasks.core.settings import RepetitionStop
+
+    conversations = [[{"role": "user", "content": p}] for p in PROMPTS + ["Repeat the word hello twenty times."]]
+    sampling = Sampling(max_new_tokens=48, stop=("\n\n",), repetition=RepetitionStop(max_pattern=6, min_count=2))
+    hf = HfBackend(bundled_model_dir, "float32", batch_size=8)
+    hf_out = hf.generate(conversations, sampling)
+    plain = hf.generate(conversations, Sampling(max_new_tokens=48))
+    hf.close()
+    vllm = VllmBackend(bundled_model_dir, "float32", VllmSettings(), seed=0)
+    try:
+        v_out = vllm.generate(conversations, sampling)
+    finally:
+        vllm.close()
+    assert [(o.text, o.n_tokens, o.finish_reason) for o in v_out] == [(o.text, o.n_tokens, o.finish_reason) for o in hf_out]
+    reasons = [o.finish_reason for o in hf_out]
+    assert "repetition" in reasons, reasons
+    assert any("\n\n" in p.text and "\n\n" not in o.text for p, o in zip(plain, hf_out))  # a stop string cut one
+    assert all(p.text.startswith(o.text) and o.n_tokens <= p.n_tokens for p, o in zip(plain, hf_out))

@@ -77,3 +77,27 @@ def test_stage_versions_and_names_are_declared_once_on_the_stage():
         assert len(stages) == 1 and stages[0].contract.name == info.name, info.name
         contracts[info.name] = stages[0].contract
     assert len(contracts) >= 13 and all(c.version for c in contracts.values())
+
+
+def test_stop_settings_key_the_task_answers_only_and_their_absence_keeps_old_keys():
+    from flows.dag import NO_STOPS
+
+    plain = load_config("configs/quickstart.yaml")
+    assert "stop" not in plain.generation.key_dump() and "repetition_stop" not in plain.generation.key_dump()
+    assert _keys("generation.stop=[]") == _keys()  # no stop = the key every run before the setting had
+    stopped = ["generation.stop=['\\n\\n']", "generation.repetition_stop={max_pattern: 16, min_count: 3}"]
+    for setting in stopped:
+        assert _keys(setting)[0] != _keys()[0] and _keys(setting)[1] == _keys()[1]
+        cfg = load_config("configs/quickstart.yaml", [setting])
+        # The LLM judge's and drift's generations keep their keys: the task's stops are not theirs.
+        assert generate.key(**generate_inputs(cfg, BASE, EXAMPLES, 12, **NO_STOPS)) == \
+            generate.key(**generate_inputs(plain, BASE, EXAMPLES, 12, **NO_STOPS))
+
+
+def test_a_repetition_stop_with_its_patterns_out_of_order_is_refused():
+    from tasks.core.settings import RepetitionStop
+
+    with pytest.raises(ValueError, match="min_pattern 8 exceeds max_pattern 4"):
+        RepetitionStop(max_pattern=4, min_pattern=8)
+    with pytest.raises(ValueError):
+        RepetitionStop(max_pattern=4, min_count=1)

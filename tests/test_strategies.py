@@ -67,6 +67,9 @@ def test_truncated_answer_is_incorrect_even_if_its_last_number_matches():
     assert judge_generations([EX], [cut], "math")[0].outcome == "correct"  # the rule is a setting
     done = cut.model_copy(update={"finish_reason": "stop"})
     assert judge_generations([EX], [done], "math", reject_truncated=True)[0].outcome == "correct"
+    looped = cut.model_copy(update={"finish_reason": "repetition"})  # generation.repetition_stop ended it
+    v = judge_generations([EX], [looped], "math", reject_truncated=True)[0]
+    assert (v.outcome, v.reason) == ("incorrect", "unfinished: stopped in a loop after 9 tokens")
 
 
 def test_sdft_paraphrases_every_answer_and_ignores_the_own_one():

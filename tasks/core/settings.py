@@ -9,7 +9,7 @@ import os
 from pathlib import Path
 from typing import Any, Literal
 
-from pydantic import Field, field_validator
+from pydantic import Field, field_validator, model_validator
 
 from tasks.core.data_settings import MIRROR_ENV, DataSettings, FieldMap  # noqa: F401  (re-exported)
 from tasks.core.section import Section, one_of, runtime
@@ -67,6 +67,25 @@ class VllmSettings(Section):
     decides only whether vLLM accepts the adapter, never a score: runtime."""
 
 
+class RepetitionStop(Section):
+    """End an answer caught in a loop: when its last `min_count` runs of some n-gram of `min_pattern` to
+    `max_pattern` tokens are identical (vLLM's `repetition_detection`; the transformers backend checks the
+    same rule). Such an answer finishes with reason `repetition`, which `judge.reject_truncated` rejects like
+    an answer cut at the token cap."""
+
+    max_pattern: int = Field(gt=0)
+    """Longest repeated token n-gram looked for."""
+    min_pattern: int = Field(default=1, gt=0)
+    min_count: int = Field(default=3, ge=2)
+    """Consecutive repetitions that count as a loop."""
+
+    @model_validator(mode="after")
+    def _ordered(self) -> "RepetitionStop":
+        if self.min_pattern > self.max_pattern:
+            raise ValueError(f"min_pattern {self.min_pattern} exceeds max_pattern {self.max_pattern}")
+        return self
+
+
 class GenerationSettings(Section):
     backend: Literal["auto", "vllm", "hf"] = "auto"
     """`auto` = vLLM when importable, else transformers (decided before hashing)."""
@@ -76,6 +95,12 @@ class GenerationSettings(Section):
     top_p: float = Field(default=1.0, gt=0, le=1)
     seed: int = 0
     """Sampling seed; default: the experiment's root `seed`."""
+    stop: list[str] = Field(default_factory=list)
+    """Strings that end an answer (not kept in it), e.g. a task's end-of-answer marker. They apply to the
+    answers to the task's prompts (train and test answers, paraphrases), not to the LLM judge's replies or to
+    drift's general-text replies."""
+    repetition_stop: RepetitionStop | None = None
+    """End answers that loop (see RepetitionStop); same scope as `stop`. null: answers run to EOS or the cap."""
     hf_batch_size: int = Field(default=16, gt=0)
     shard_size: int = runtime(512, gt=0)
     """Prompts per shard. Each finished shard is written atomically, so a killed run resumes from its last
@@ -90,6 +115,10 @@ class GenerationSettings(Section):
         dump = super().key_dump()
         if dump["backend"] == "vllm":
             del dump["hf_batch_size"]  # only the transformers backend batches by it
+        if not dump["stop"]:
+            del dump["stop"]  # no stop: the keys of runs made before the setting existed
+        if dump["repetition_stop"] is None:
+            del dump["repetition_stop"]
         return dump
 
 

@@ -14,7 +14,7 @@ from pathlib import Path
 from typing import Protocol
 
 from tasks.core.records import Message
-from tasks.core.settings import GenerationSettings, VllmSettings
+from tasks.core.settings import GenerationSettings, RepetitionStop, VllmSettings
 
 log = logging.getLogger(__name__)
 
@@ -25,6 +25,22 @@ class Sampling:
     temperature: float = 0.0
     top_p: float = 1.0
     seed: int = 0
+    stop: tuple[str, ...] = ()
+    """Strings that end an answer (finish reason `stop`, the string not in the text)."""
+    repetition: RepetitionStop | None = None
+    """End an answer that loops (finish reason `repetition`)."""
+
+
+def ends_in_loop(tokens: list[int], rule: RepetitionStop) -> bool:
+    """Whether `tokens` end in `rule.min_count` identical runs of some n-gram of `rule.min_pattern` to
+    `rule.max_pattern` tokens: vLLM's check after each output token (v1/core/sched/utils.py)."""
+    for size in range(rule.min_pattern, rule.max_pattern + 1):
+        if size * rule.min_count > len(tokens):
+            return False
+        tail = tokens[-size:]
+        if all(tokens[len(tokens) - size * (m + 1):len(tokens) - size * m] == tail for m in range(1, rule.min_count)):
+            return True
+    return False
 
 
 @dataclass(frozen=True)
@@ -64,8 +80,14 @@ class VllmBackend:
     def generate(self, conversations: list[list[Message]], sampling: Sampling) -> list[Completion]:
         from vllm import SamplingParams
 
+        from vllm.sampling_params import RepetitionDetectionParams
+
+        rule = sampling.repetition
         params = SamplingParams(max_tokens=sampling.max_new_tokens, temperature=sampling.temperature,
-                                top_p=sampling.top_p, seed=sampling.seed)
+                                top_p=sampling.top_p, seed=sampling.seed, stop=list(sampling.stop) or None,
+                                repetition_detection=RepetitionDetectionParams(
+                                    max_pattern_size=rule.max_pattern, min_pattern_size=rule.min_pattern,
+                                    min_count=rule.min_count) if rule else None)
         outputs = self.llm.chat(conversations, params, use_tqdm=True)
         return [Completion(o.outputs[0].text, o.outputs[0].finish_reason, len(o.outputs[0].token_ids))
                 for o in outputs]
@@ -118,18 +140,44 @@ class HfBackend:
                     **batch, max_new_tokens=sampling.max_new_tokens, do_sample=not greedy,
                     temperature=None if greedy else sampling.temperature,
                     top_p=None if greedy else sampling.top_p, top_k=None,
-                    pad_token_id=self.tokenizer.pad_token_id)
+                    pad_token_id=self.tokenizer.pad_token_id, stop_strings=list(sampling.stop) or None,
+                    tokenizer=self.tokenizer, stopping_criteria=self._loop_criteria(sampling, batch))
             new = out[:, batch["input_ids"].shape[1]:]
-            for row, i in zip(new.tolist(), idx):
-                n = len(row)
-                stopped = False
-                for j, tok in enumerate(row):
-                    if tok in eos_ids:
-                        n, stopped = j, True
-                        break
-                results[i] = Completion(self.tokenizer.decode(row[:n], skip_special_tokens=True),
-                                        "stop" if stopped else "length", n + (1 if stopped else 0))
+            results.update({i: self._completion(row, eos_ids, sampling) for row, i in zip(new.tolist(), idx)})
         return [results[i] for i in range(len(encoded))]
+
+    def _loop_criteria(self, sampling: Sampling, batch):
+        """transformers stops rows that loop (the same rule as vLLM) once every row is done."""
+        from transformers import StoppingCriteria, StoppingCriteriaList
+
+        rule, start, torch = sampling.repetition, batch["input_ids"].shape[1], self.torch
+        if rule is None:
+            return None
+
+        class LoopStop(StoppingCriteria):
+            def __call__(self, input_ids, scores, **kwargs):
+                return torch.tensor([ends_in_loop(r[start:].tolist(), rule) for r in input_ids],
+                                    dtype=torch.bool, device=input_ids.device)
+
+        return StoppingCriteriaList([LoopStop()])
+
+    def _completion(self, row: list[int], eos_ids: set, sampling: Sampling) -> Completion:
+        """Where an answer ended, as vLLM decides it: EOS or a loop after each token, then stop strings."""
+        end, reason = len(row), "length"
+        for j, tok in enumerate(row):
+            if tok in eos_ids:
+                end, reason = j + 1, "stop"
+                break
+            if sampling.repetition and ends_in_loop(row[:j + 1], sampling.repetition):
+                end, reason = j + 1, "repetition"
+                break
+        kept = row[:end - 1] if reason == "stop" else row[:end]  # EOS counts as a token, not as text
+        for j in range(1, len(kept) + 1) if sampling.stop else ():
+            text = self.tokenizer.decode(kept[:j], skip_special_tokens=True)
+            found = [text.find(s) for s in sampling.stop if s in text]
+            if found:
+                return Completion(text[:min(found)], "stop", j)
+        return Completion(self.tokenizer.decode(kept, skip_special_tokens=True), reason, end)
 
     def close(self) -> None:
         del self.model

@@ -4,10 +4,11 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import sys
 from pathlib import Path
 
-from flows.environment import check_before_work, prepare_environment, reexec_with_preload
+from flows.environment import check_before_work, default_mirror, prepare_environment, reexec_with_preload
 from tasks.core.config import ExperimentConfig
 from tasks.core.config_file import load_config
 from tasks.core.errors import ConfigError, InputError
@@ -84,9 +85,34 @@ def _execute(args: argparse.Namespace, cfg: ExperimentConfig) -> int:
     return 0
 
 
+def internal_error(err: Exception) -> int:
+    """Not an input problem: one line that says it is a bug, with the traceback in a file (exit code 70)."""
+    import tempfile
+    import traceback
+
+    fd, path = tempfile.mkstemp(prefix="s3ft-crash-", suffix=".log")
+    with os.fdopen(fd, "w") as log:
+        log.write("".join(traceback.format_exception(err)))
+    message = " ".join(str(err).split())[:300]
+    print(f"s3ft: error: internal error (a bug in s3ft, not your input): {type(err).__name__}: {message}; "
+          f"traceback in {path}; please report it to the s3ft maintainers with that file", file=sys.stderr)
+    return 70
+
+
 def main(argv: list[str] | None = None) -> int:
+    """Every error ends here as one `s3ft: error:` line: an InputError with its fix, or a bug (exit 70)."""
+    try:
+        return _main(argv)
+    except InputError as err:
+        return fail(err)
+    except Exception as err:  # noqa: BLE001 - the boundary: a bug is reported, not dumped
+        return internal_error(err)
+
+
+def _main(argv: list[str] | None) -> int:
     argv = list(sys.argv[1:] if argv is None else argv)
     args = _parser().parse_args(argv)
+    default_mirror()  # before a re-exec: the child inherits it
     if args.command == "export":  # reads a finished run, not a config
         from flows.export import export
 

@@ -6,8 +6,22 @@ import sys
 from pathlib import Path
 
 from tasks.core.config import ExperimentConfig
+from tasks.core.data_settings import MIRROR_ENV
 from tasks.core.errors import ConfigError, ModelError
 from tasks.engines.models import BUNDLED_PREFIX, bundled_gguf, local_model_dir
+
+
+SHARED_MIRROR = Path(__file__).resolve().parents[2] / "shared" / "data"
+"""The data mirror beside a checkout (`../shared/data`), which `make` and the README's commands use."""
+
+
+def default_mirror() -> Path | None:
+    """With S3FT_DATA_MIRROR unset, the mirror beside the checkout when there is one, so the README's commands
+    work as typed, as under `make`. Set S3FT_DATA_MIRROR="" (or data.mirror) to read the hub instead."""
+    if MIRROR_ENV not in os.environ and SHARED_MIRROR.is_dir():
+        os.environ[MIRROR_ENV] = str(SHARED_MIRROR)
+        return SHARED_MIRROR
+    return None
 
 
 def check_output_dir(cfg: ExperimentConfig) -> None:

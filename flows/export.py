@@ -28,7 +28,11 @@ def read_summary(run_dir: Path) -> dict[str, Any]:
     if not path.is_file():
         raise ExportError(f"RUN_DIR {run_dir}: no summary.json, so no finished run. Fix: give a folder "
                           f"runs/<name>/<timestamp> that `s3ft run` completed (it prints it as `summary:`)")
-    return json.loads(path.read_text())
+    try:
+        return json.loads(path.read_text())
+    except (UnicodeDecodeError, json.JSONDecodeError) as err:
+        raise ExportError(f"RUN_DIR {run_dir}: summary.json is not the JSON `s3ft run` writes ({err}). Fix: give "
+                          f"a run folder that `s3ft run` completed, or run the experiment again") from None
 
 
 def arm_folders(summary: dict[str, Any], arm: str, seed: int | None) -> tuple[Path, Path]:

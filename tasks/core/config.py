@@ -7,6 +7,7 @@ once. Loading YAML files and `--set` overrides is `tasks.core.config_file`.
 from __future__ import annotations
 
 import os
+import re
 from pathlib import Path
 from typing import Any
 
@@ -34,6 +35,7 @@ RENAMED = {
 
 class ExperimentConfig(Section):
     name: str = "experiment"
+    """Names the run folders (`output_dir/<name>/<timestamp>/`): one folder name, never a path."""
     output_dir: str = "runs"
     """Run folders, the content-addressed stage store and the default MLflow store live here."""
     seed: int = 0
@@ -75,6 +77,15 @@ class ExperimentConfig(Section):
             if isinstance(section, dict) and "seed" not in section:
                 data[name] = {**section, "seed": root}
         return data
+
+    @field_validator("name")
+    @classmethod
+    def _one_folder_name(cls, name: str) -> str:
+        """A name from a config file, `--set` or a deployment's UI parameters never leaves `output_dir`."""
+        if not re.fullmatch(r"[A-Za-z0-9][A-Za-z0-9._-]{0,127}", name):
+            raise ValueError(f"{name!r} is not one folder name (the run folder is output_dir/<name>/). Fix: use "
+                             f"letters, digits, '.', '_' and '-', starting with a letter or digit, e.g. nq-small")
+        return name
 
     @field_validator("arms")
     @classmethod

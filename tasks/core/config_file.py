@@ -16,6 +16,55 @@ from tasks.core.errors import ConfigError
 
 EXTENDS = "extends"
 """A config file's key naming the file (relative to it) whose values it starts from."""
+MAX_CONFIG_BYTES = 1 << 20
+"""A config is a few KiB of YAML; anything past 1 MiB is the wrong file (datasets go in data.path)."""
+MAX_VALUES = 100_000
+"""Values a config may expand to: YAML aliases can make a 1-KiB file expand to billions."""
+
+
+def _text(path: Path) -> str:
+    """A config file's text, or one error that says what the path is instead."""
+    if path.is_dir():
+        raise ConfigError(f"config {path} is a folder. Fix: pass a YAML file, e.g. configs/quickstart.yaml")
+    if not path.exists():
+        raise ConfigError(f"config file {path} does not exist. Fix: pass a path such as configs/quickstart.yaml")
+    if not path.is_file():
+        raise ConfigError(f"config {path} is not a regular file. Fix: pass a YAML file, e.g. configs/quickstart.yaml")
+    size = path.stat().st_size
+    if size > MAX_CONFIG_BYTES:
+        raise ConfigError(f"config file {path} is {size / 2**20:.1f} MiB, a config is a few KiB of YAML. Fix: pass "
+                          f"the experiment's YAML (a dataset goes in data.path)")
+    try:
+        text = path.read_bytes().decode("utf-8")
+    except UnicodeDecodeError as err:
+        raise ConfigError(f"config file {path} is not UTF-8 text (byte {err.start} is 0x{err.object[err.start]:02x}). "
+                          f"Fix: save it as UTF-8 YAML") from None
+    except OSError as err:
+        raise ConfigError(f"config file {path} cannot be read ({err.strerror}). Fix: check its permissions") from None
+    return text
+
+
+def parse_yaml(text: str, where: str) -> Any:
+    """YAML values, refused (one ConfigError) when malformed, nested past the parser, or expanding past
+    MAX_VALUES through anchors and aliases (a value that contains itself expands without end)."""
+    try:
+        value = yaml.safe_load(text)
+    except yaml.YAMLError as err:
+        raise ConfigError(f"{where} is not valid YAML: {' '.join(str(err).split())}") from None
+    except RecursionError:
+        raise ConfigError(f"{where} nests its values too deeply for YAML. Fix: flatten it") from None
+    seen, stack = 0, [value]
+    while stack:
+        item = stack.pop()
+        seen += 1
+        if seen > MAX_VALUES:
+            raise ConfigError(f"{where} expands to more than {MAX_VALUES:,} values through YAML anchors and "
+                              f"aliases (or a value contains itself). Fix: write the values out without aliases")
+        if isinstance(item, dict):
+            stack += [*item.keys(), *item.values()]
+        elif isinstance(item, list):
+            stack += item
+    return value
 
 
 def _merged(base: dict[str, Any], child: dict[str, Any]) -> dict[str, Any]:
@@ -28,14 +77,12 @@ def _merged(base: dict[str, Any], child: dict[str, Any]) -> dict[str, Any]:
 
 def read_tree(path: Path, seen: tuple[Path, ...] = ()) -> dict[str, Any]:
     """The values of one config file, with the file it extends (and so on) underneath."""
-    if not path.is_file():
-        raise ConfigError(f"config file {path} does not exist. Fix: pass a path such as configs/quickstart.yaml")
+    text = _text(path)
     if path.resolve() in seen:
         raise ConfigError(f"config file {path}: `{EXTENDS}` loops back to itself. Fix: break the cycle")
-    try:
-        tree = yaml.safe_load(path.read_text()) or {}
-    except yaml.YAMLError as err:
-        raise ConfigError(f"config file {path} is not valid YAML: {' '.join(str(err).split())}") from None
+    tree = parse_yaml(text, f"config file {path}")
+    if tree is None:
+        raise ConfigError(f"config file {path} holds no settings. Fix: start from configs/quickstart.yaml")
     if not isinstance(tree, dict):
         raise ConfigError(f"config file {path} must hold a mapping of sections, not {type(tree).__name__}")
     parent = tree.pop(EXTENDS, None)
@@ -52,9 +99,11 @@ def parse_override(item: str) -> tuple[str, Any]:
         raise ConfigError(f"--set {item!r}: expected KEY=VALUE, e.g. training.learning_rate=1e-4")
     key, raw = item.split("=", 1)
     try:
-        value = yaml.safe_load(raw) if raw.strip() else ""
-    except yaml.YAMLError:
-        value = raw
+        value = parse_yaml(raw, f"--set {key.strip()}") if raw.strip() else ""
+    except ConfigError as err:
+        if "not valid YAML" not in str(err):
+            raise
+        value = raw  # not YAML: the plain string
     return key.strip(), value
 
 

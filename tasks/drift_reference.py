@@ -21,7 +21,8 @@ def drift_reference(out: Path, base: Artifact, prompts: Artifact, replies: Artif
     from safetensors.torch import save_file
 
     work = Work()
-    tensors = base_reference(Path(base.path), drift_conversations(Path(prompts.path), Path(replies.path))[1], batch_size, work=work)
+    _, conversations = drift_conversations(Path(prompts.path), Path(replies.path))
+    tensors = base_reference(Path(base.path), conversations, batch_size, work=work)
     tmp = out / "reference.safetensors.tmp"
     save_file(tensors, str(tmp))
     tmp.replace(out / "reference.safetensors")

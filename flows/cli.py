@@ -11,7 +11,7 @@ from pathlib import Path
 from flows.environment import check_before_work, default_mirror, prepare_environment, reexec_with_preload
 from tasks.core.config import ExperimentConfig
 from tasks.core.config_file import load_config
-from tasks.core.errors import ConfigError, InputError
+from tasks.core.errors import NO_SPACE, ConfigError, DiskFullError, InputError
 
 
 def _parser() -> argparse.ArgumentParser:
@@ -105,6 +105,11 @@ def main(argv: list[str] | None = None) -> int:
         return _main(argv)
     except InputError as err:
         return fail(err)
+    except OSError as err:
+        if err.errno in NO_SPACE:  # outside a stage: the report, MLflow's store, Prefect's records
+            where = Path(err.filename) if err.filename else Path.cwd()
+            return fail(DiskFullError.of(where if where.is_dir() else where.parent, err, f"writing {where}"))
+        return internal_error(err)
     except Exception as err:  # noqa: BLE001 - the boundary: a bug is reported, not dumped
         return internal_error(err)
 

@@ -203,3 +203,46 @@ def test_the_mirror_beside_the_checkout_is_the_default_and_an_empty_setting_mean
     monkeypatch.delenv("S3FT_DATA_MIRROR")
     monkeypatch.setattr(environment, "SHARED_MIRROR", tmp_path / "absent")
     assert environment.default_mirror() is None and "S3FT_DATA_MIRROR" not in os.environ
+
+
+def test_a_full_disk_in_a_stage_names_the_folder_and_what_it_had_written(tmp_path):
+    """ENOSPC inside a stage is the operator's to fix: one DiskFullError naming the stage folder; the stage
+    returns no result (so Prefect records no cache entry) and the next attempt computes it in full."""
+    import errno
+
+    from tasks.core.errors import DiskFullError
+    from tasks.core.stage import stage
+
+    attempts = []
+
+    @stage("disk_probe", version="1", outputs=("out.bin",))
+    def disk_probe(out: Path, size: int):
+        (out / "out.bin.tmp").write_bytes(b"x" * size)
+        attempts.append(size)
+        if len(attempts) == 1:
+            raise OSError(errno.ENOSPC, "No space left on device")
+        (out / "out.bin.tmp").replace(out / "out.bin")
+        return str(out / "out.bin")
+
+    with pytest.raises(DiskFullError, match=r"stage disk_probe: no space left to write in .*disk_probe.* 2 MiB "
+                                            r"written there.*Fix: free space"):
+        disk_probe.fn(size=2 << 20, store=str(tmp_path / "store"))
+    assert not list((tmp_path / "store").rglob("out.bin"))  # nothing a later run could mistake for the output
+    assert Path(disk_probe.fn(size=2 << 20, store=str(tmp_path / "store"))).stat().st_size == 2 << 20
+
+
+def test_a_full_disk_outside_a_stage_is_one_line_not_a_bug(tmp_path, capsys, monkeypatch):
+    import errno
+
+    import flows.cli as cli
+
+    def full(_args):
+        raise OSError(errno.ENOSPC, "No space left on device", str(tmp_path / "report.md"))
+
+    monkeypatch.setattr(cli, "read_config", full)
+    config = tmp_path / "quickstart.yaml"
+    config.write_text(QUICKSTART)
+    code = main(["validate", str(config)])
+    err = capsys.readouterr().err
+    assert code == 1 and err.count("s3ft: error:") == 1 and "bug" not in err
+    assert f"writing {tmp_path / 'report.md'}: no space left to write in {tmp_path}" in err

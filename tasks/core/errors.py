@@ -1,9 +1,12 @@
 """The one family of input errors: each message names the problem (field, file, stage) and the fix.
 
 The command line prints any of these as a single `s3ft: error: ...` line and exits non-zero; nothing
-already computed is touched. Anything else is a bug and keeps its traceback.
+already computed is touched. Anything else is a bug: one line that says so, the traceback in a file.
 """
 from __future__ import annotations
+
+import errno
+from pathlib import Path
 
 
 class InputError(ValueError):
@@ -32,3 +35,23 @@ class CacheError(InputError):
 
 class JudgeStageError(InputError):
     """Too many verdicts were judge errors: the mix of targets would be silently wrong."""
+
+
+class DiskFullError(InputError):
+    """A write failed for lack of space (ENOSPC, EDQUOT); the message names the folder and what it needs."""
+
+    @classmethod
+    def of(cls, folder: Path, err: OSError, what: str) -> "DiskFullError":
+        """The error for `what` (a stage, or a file) failing to write under `folder`."""
+        import shutil
+
+        probe = next((p for p in (folder, *folder.parents) if p.exists()), Path("/"))
+        free = shutil.disk_usage(probe).free
+        written = sum(f.stat().st_size for f in folder.rglob("*") if f.is_file()) if folder.is_dir() else 0
+        return cls(f"{what}: no space left to write in {folder} ({err.strerror}; {free / 2**20:.0f} MiB free, "
+                   f"{written / 2**20:.0f} MiB written there before the failure, so it needs more than that). "
+                   f"Fix: free space on that disk or point output_dir at a larger one, then run the same "
+                   f"command: finished stages stay cached and only this one is redone")
+
+
+NO_SPACE = (errno.ENOSPC, errno.EDQUOT)

@@ -17,6 +17,7 @@ import logging
 from typing import Any, Callable, Literal
 
 from tasks.core.cache import STORE_PARAM, StageContract, resolved
+from tasks.core.errors import NO_SPACE, DiskFullError
 
 
 def bind_arguments(signature: inspect.Signature, args: tuple, kwargs: dict[str, Any]) -> dict[str, Any]:
@@ -45,7 +46,13 @@ def stage(name: str, *, version: str, outputs: tuple[str, ...] = (), hashed_by: 
 
         def run_stage(*args: Any, store: str, **kwargs: Any) -> Any:
             arguments = bind_arguments(inputs, args, kwargs)
-            return fn(contract.folder(store, arguments), **arguments)
+            folder = contract.folder(store, arguments)
+            try:
+                return fn(folder, **arguments)
+            except OSError as err:  # a full disk is the operator's to fix, not a bug; no cache record is written
+                if err.errno in NO_SPACE:
+                    raise DiskFullError.of(folder, err, f"stage {name}") from None
+                raise
 
         def cache_key(_context: Any, parameters: dict[str, Any]) -> str:
             arguments = {k: resolved(v) for k, v in parameters.items() if k != STORE_PARAM}

@@ -7,6 +7,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from flows.store_locks import StoreLocks
 from flows.tracking import Tracker
 from tasks.core.cache import STORE_PARAM, StageContract
 from tasks.core.errors import CacheError
@@ -47,6 +48,8 @@ class StageRunner:
     results: Path | None = None
     """Folder of Prefect's cache records; set explicitly so that CLI runs and deployment runs (whose worker
     process never saw the CLI's environment) find the same records."""
+    locks: Path | None = None
+    """Folder of the stage keys' locks (flows/store_locks.py), shared by every run on this store; None: no locks."""
     calls: list[StageCall] = field(default_factory=list)
     _storage: str | None = None
 
@@ -54,7 +57,7 @@ class StageRunner:
         """Run (or reuse) one stage; its contract names the output files its MLflow run gets."""
         contract: StageContract = stage.contract
         start = time.perf_counter()
-        task = stage.with_options(result_storage=self._result_storage()) if self.results is not None else stage
+        task = self._in_store(stage)
         params = {**inputs, STORE_PARAM: str(self.store)}
         state = task(**params, return_state=True)
         artifact = state.result()
@@ -73,6 +76,16 @@ class StageRunner:
         # A cache hit's files already sit in the MLflow run that computed them: log counts, not copies.
         self.tracker.stage(label, artifact, cached, seconds, [] if cached else [folder / f for f in contract.outputs])
         return artifact
+
+    def _in_store(self, stage: Any) -> Any:
+        """The stage with its cache records in `results` and its key locked while it runs (flows/store_locks.py):
+        a second run on the same store waits for a stage another run is computing, then reuses it."""
+        if self.results is None:
+            return stage
+        if self.locks is None:
+            return stage.with_options(result_storage=self._result_storage())
+        policy = stage.cache_policy.configure(isolation_level="SERIALIZABLE", lock_manager=StoreLocks(self.locks))
+        return stage.with_options(result_storage=self._result_storage(), cache_policy=policy)
 
     def _result_storage(self) -> str:
         """A saved LocalFileSystem block over `results` (Prefect refuses unsaved blocks), named by the path."""

@@ -66,9 +66,14 @@ class Tracker:
 
         self.mlflow = mlflow
         mlflow.set_tracking_uri(tracking_uri)
-        if mlflow.get_experiment_by_name(experiment) is None and tracking_uri.startswith("sqlite:"):
-            artifact_root.mkdir(parents=True, exist_ok=True)
-            mlflow.create_experiment(experiment, artifact_location=artifact_root.resolve().as_uri())
+        if tracking_uri.startswith("sqlite:///"):  # two runs at once must not both create the database's tables
+            from flows.store_locks import exclusive
+
+            db = Path(tracking_uri.removeprefix("sqlite:///"))
+            with exclusive(db.parent, f"{db.name}-setup"):
+                if mlflow.get_experiment_by_name(experiment) is None:
+                    artifact_root.mkdir(parents=True, exist_ok=True)
+                    mlflow.create_experiment(experiment, artifact_location=artifact_root.resolve().as_uri())
         self.experiment_id = mlflow.set_experiment(experiment).experiment_id
         self.tags = {**(tags or {}), OWNER_TAG: process_owner()}
 
@@ -86,7 +91,13 @@ class Tracker:
     def parent(self, run_name: str, params: dict[str, Any], tags: dict[str, str]) -> Iterator[str]:
         with self.mlflow.start_run(run_name=run_name, tags={**self.tags, **tags}) as run:
             self.mlflow.log_params(flat_params(params))
-            yield run.info.run_id
+            try:
+                yield run.info.run_id
+            except BaseException as err:  # a signal ends the run KILLED (MLflow's own exit says FAILED)
+                if isinstance(err, KeyboardInterrupt) or type(err).__name__ == "TerminationSignal":
+                    self.mlflow.set_tag("s3ft.failure", f"interrupted by a signal ({type(err).__name__} {err})")
+                    self.mlflow.end_run("KILLED")
+                raise
 
     def stage(self, name: str, artifact: Artifact, cached: bool, seconds: float,
               files: list[Path] | None = None, tags: dict[str, str] | None = None) -> None:

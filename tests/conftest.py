@@ -53,37 +53,11 @@ def bundled_model_dir(tmp_path_factory) -> Path:
 def prefect_server(tmp_path_factory):
     """One real Prefect server on 127.0.0.1 for the tests that run `s3ft` many times (no ephemeral server
     start per command) and for the deployment test; yields (API URL, PREFECT_HOME)."""
-    import signal
-    import socket
-    import subprocess
-    import sys
-    import time
-
-    import httpx
+    from s3ft_cli import free_port, prefect_env, prefect_server_argv, start_server, stop_server
 
     home = tmp_path_factory.mktemp("prefect-home")
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        port = s.getsockname()[1]
+    port = free_port()
     api = f"http://127.0.0.1:{port}/api"
-    env = dict(os.environ, PREFECT_HOME=str(home), PREFECT_SERVER_ANALYTICS_ENABLED="false", PREFECT_API_URL=api,
-               PREFECT_UI_API_URL=api)  # the UI's pages call this URL (default: port 4200)
-    log = (home / "server.log").open("w")
-    server = subprocess.Popen([str(Path(sys.executable).parent / "prefect"), "server", "start", "--host", "127.0.0.1",
-                               "--port", str(port)], env=env, stdout=log, stderr=subprocess.STDOUT,
-                              start_new_session=True)
-    deadline = time.monotonic() + 120
-    while True:
-        try:
-            if httpx.get(f"{api}/health", timeout=5).status_code == 200:
-                break
-        except httpx.HTTPError:
-            pass
-        assert server.poll() is None and time.monotonic() < deadline, (home / "server.log").read_text()[-3000:]
-        time.sleep(0.5)
+    server = start_server(prefect_server_argv(port), prefect_env(home, api), f"{api}/health", home / "server.log")
     yield api, home
-    os.killpg(server.pid, signal.SIGTERM)
-    try:
-        server.wait(timeout=30)
-    except subprocess.TimeoutExpired:
-        os.killpg(server.pid, signal.SIGKILL)
+    stop_server(server)

@@ -59,3 +59,53 @@ def snapshot(out: Path, folders: tuple[str, ...] = ("store", "prefect-results"))
             if p.is_file():
                 files[str(p.relative_to(out))] = hashlib.sha256(p.read_bytes()).hexdigest()
     return files
+
+
+def free_port() -> int:
+    import socket
+
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def start_server(argv: list[str], env: dict, health: str, log: Path, timeout: float = 120) -> subprocess.Popen:
+    """Start a server process (its own process group) and wait until `health` answers 200."""
+    import time
+
+    import httpx
+
+    with log.open("a") as out:
+        server = subprocess.Popen(argv, env=env, stdout=out, stderr=subprocess.STDOUT, start_new_session=True)
+    deadline = time.monotonic() + timeout
+    while True:
+        try:
+            if httpx.get(health, timeout=5).status_code == 200:
+                return server
+        except httpx.HTTPError:
+            pass
+        assert server.poll() is None and time.monotonic() < deadline, log.read_text()[-3000:]
+        time.sleep(0.5)
+
+
+def stop_server(server: subprocess.Popen, sig: int | None = None) -> None:
+    """End a server's whole process group (SIGTERM, then SIGKILL after 30 s; or `sig` at once)."""
+    import signal
+
+    try:
+        os.killpg(server.pid, sig or signal.SIGTERM)
+        server.wait(timeout=30)
+    except subprocess.TimeoutExpired:
+        os.killpg(server.pid, signal.SIGKILL)
+        server.wait()
+    except ProcessLookupError:
+        pass
+
+
+def prefect_server_argv(port: int) -> list[str]:
+    return [str(Path(sys.executable).parent / "prefect"), "server", "start", "--host", "127.0.0.1", "--port", str(port)]
+
+
+def prefect_env(home: Path, api: str) -> dict:
+    return dict(os.environ, PREFECT_HOME=str(home), PREFECT_SERVER_ANALYTICS_ENABLED="false", PREFECT_API_URL=api,
+                PREFECT_UI_API_URL=api)  # the UI's pages call this URL (default: port 4200)

@@ -31,6 +31,7 @@ def stage(name: str, *, version: str, outputs: tuple[str, ...] = (), hashed_by: 
           locations: tuple[str, ...] = (), **task_options: Any) -> Callable:
     """Declare a stage: `fn(out, **inputs)` becomes a cached Prefect task named `name`."""
     from prefect import task
+    from prefect.cache_policies import CachePolicy
 
     contract = StageContract(name, version, tuple(outputs), hashed_by, tuple(locations))
 
@@ -62,8 +63,8 @@ def stage(name: str, *, version: str, outputs: tuple[str, ...] = (), hashed_by: 
             parameters=[*params[1:], inspect.Parameter(STORE_PARAM, inspect.Parameter.KEYWORD_ONLY, annotation=str)])
         for attr in ("__name__", "__qualname__", "__doc__", "__module__"):
             setattr(run_stage, attr, getattr(fn, attr))
-        prefect_task = task(name=name, cache_key_fn=cache_key, persist_result=True, cache_expiration=None,
-                            **task_options)(run_stage)
+        prefect_task = task(name=name, cache_policy=CachePolicy.from_cache_key_fn(cache_key), persist_result=True,
+                            cache_expiration=None, **task_options)(run_stage)
         prefect_task.contract = contract
         prefect_task.compute = fn
         prefect_task.key = lambda **kwargs: contract.key(bind_arguments(inputs, (), kwargs))

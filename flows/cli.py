@@ -9,6 +9,7 @@ import sys
 from pathlib import Path
 
 from flows.environment import check_before_work, default_mirror, prepare_environment, reexec_with_preload
+from flows.interrupts import interrupted, terminate_like_ctrl_c
 from tasks.core.config import ExperimentConfig
 from tasks.core.config_file import load_config
 from tasks.core.errors import NO_SPACE, ConfigError, DiskFullError, InputError
@@ -100,9 +101,15 @@ def internal_error(err: Exception) -> int:
 
 
 def main(argv: list[str] | None = None) -> int:
-    """Every error ends here as one `s3ft: error:` line: an InputError with its fix, or a bug (exit 70)."""
+    """Every error ends here as one `s3ft: error:` line: an InputError with its fix, a signal (exit 130/143), a
+    lost server, or a bug (exit 70)."""
+    terminate_like_ctrl_c()
     try:
         return _main(argv)
+    except KeyboardInterrupt as err:  # Ctrl-C, or SIGTERM (flows/interrupts.py)
+        line, code = interrupted(err)
+        print(f"s3ft: error: {line}", file=sys.stderr)
+        return code
     except InputError as err:
         return fail(err)
     except OSError as err:
@@ -111,7 +118,10 @@ def main(argv: list[str] | None = None) -> int:
             return fail(DiskFullError.of(where if where.is_dir() else where.parent, err, f"writing {where}"))
         return internal_error(err)
     except Exception as err:  # noqa: BLE001 - the boundary: a bug is reported, not dumped
-        return internal_error(err)
+        from flows.services import lost_service
+
+        lost = lost_service(err)
+        return fail(lost) if lost is not None else internal_error(err)
 
 
 def _main(argv: list[str] | None) -> int:
@@ -148,6 +158,12 @@ def _main(argv: list[str] | None) -> int:
         return fail(err)
     prepare_environment(cfg)
     try:
+        if args.command == "run":
+            from flows.prefect_server import start_temporary_server
+            from flows.services import check_services
+
+            check_services(cfg)
+            start_temporary_server()  # out of Ctrl-C's reach (flows/prefect_server.py)
         return _execute(args, cfg)
     except InputError as err:  # bad data, model, cache entry: one clear line; finished stages stay cached
         return fail(err)

@@ -23,6 +23,7 @@ from flows.report import markdown_table, write_report
 from flows.comparisons import comparisons
 from flows.results import ArmResult, Comparison, assemble
 from flows.runner import StageRunner
+from flows.services import lost_service
 from flows.tracking import Tracker
 from tasks.core.config import ExperimentConfig
 from tasks.core.config_file import load_config
@@ -54,6 +55,20 @@ def precision_line(cfg: ExperimentConfig) -> str:
             f"only at equal precision.")
 
 
+def new_run_dir(parent: Path) -> Path:
+    """`parent/<timestamp>`, created; a second run started in the same second gets `<timestamp>-2`, not a share."""
+    parent.mkdir(parents=True, exist_ok=True)
+    stamp = time.strftime("%Y%m%d-%H%M%S")
+    for n in range(1, 1000):
+        path = parent / (stamp if n == 1 else f"{stamp}-{n}")
+        try:
+            path.mkdir()
+            return path
+        except FileExistsError:
+            continue
+    raise FileExistsError(f"{parent}: 999 runs started in second {stamp}")
+
+
 def _finish(cfg: ExperimentConfig, runner: StageRunner, results: list[ArmResult], comps: list[Comparison],
             run_dir: Path, parent_id: str, start: float) -> dict[str, Any]:
     """Report files, summary.json and the flow's own metrics, all attached to the parent MLflow run."""
@@ -80,6 +95,21 @@ def experiment(config_path: str | None = None, overrides: list[str] | None = Non
                config: ExperimentConfig | None = None) -> dict[str, Any]:
     """Run one S3FT experiment: a validated `config` (the CLI passes it), or a YAML `config_path` plus
     `key=value` `overrides` (deployments and the UI)."""
+    try:
+        return _experiment(config_path, overrides, config)
+    except InputError:
+        raise  # one line in the flow run's log (the filter above drops its traceback)
+    except Exception as err:
+        lost = lost_service(err)
+        if lost is not None:
+            raise lost from None
+        get_run_logger().error("internal error (a bug in s3ft, not your input): %s: %s. Please report it to the s3ft "
+                               "maintainers with this flow run's log; the traceback follows", type(err).__name__, err)
+        raise
+
+
+def _experiment(config_path: str | None, overrides: list[str] | None,
+                config: ExperimentConfig | None) -> dict[str, Any]:
     if config is not None and overrides:
         raise ConfigError("pass either `config` or `config_path` with `overrides`, not both. Fix: apply the "
                           "overrides when loading the config")
@@ -87,12 +117,12 @@ def experiment(config_path: str | None = None, overrides: list[str] | None = Non
     prepare_environment(cfg)  # a deployment's worker process did not come through the CLI
     log = get_run_logger()
     start = time.perf_counter()
-    run_dir = cfg.output_path() / cfg.name / time.strftime("%Y%m%d-%H%M%S")
-    run_dir.mkdir(parents=True, exist_ok=True)
+    run_dir = new_run_dir(cfg.output_path() / cfg.name)
     tracker = Tracker(cfg.tracking_uri(), cfg.tracking.experiment, cfg.output_path() / "mlartifacts",
                       tags=run_tags(cfg, config_path))
     close_killed_attempts(tracker, log)
-    runner = StageRunner(tracker, log, store=cfg.store_path(), results=cfg.output_path() / "prefect-results")
+    runner = StageRunner(tracker, log, store=cfg.store_path(), results=cfg.output_path() / "prefect-results",
+                         locks=cfg.output_path() / "locks")
     tags = {"prefect_flow_run_id": str(flow_run.get_id() or "")}
     with tracker.parent(f"{cfg.name}-{flow_run.get_name() or 'local'}", cfg.model_dump(mode="json"), tags) as parent:
         try:

@@ -37,6 +37,10 @@ class JudgeStageError(InputError):
     """Too many verdicts were judge errors: the mix of targets would be silently wrong."""
 
 
+class ServiceError(InputError):
+    """A server the run talks to (MLflow tracking, Prefect API) is down; the message names it and the fix."""
+
+
 class DiskFullError(InputError):
     """A write failed for lack of space (ENOSPC, EDQUOT); the message names the folder and what it needs."""
 

@@ -12,7 +12,7 @@ from flows.environment import check_before_work, default_mirror, prepare_environ
 from flows.interrupts import interrupted, terminate_like_ctrl_c
 from tasks.core.config import ExperimentConfig
 from tasks.core.config_file import load_config
-from tasks.core.errors import NO_SPACE, ConfigError, DiskFullError, InputError
+from tasks.core.errors import ConfigError, InputError, disk_full
 
 
 def _parser() -> argparse.ArgumentParser:
@@ -112,16 +112,12 @@ def main(argv: list[str] | None = None) -> int:
         return code
     except InputError as err:
         return fail(err)
-    except OSError as err:
-        if err.errno in NO_SPACE:  # outside a stage: the report, MLflow's store, Prefect's records
-            where = Path(err.filename) if err.filename else Path.cwd()
-            return fail(DiskFullError.of(where if where.is_dir() else where.parent, err, f"writing {where}"))
-        return internal_error(err)
     except Exception as err:  # noqa: BLE001 - the boundary: a bug is reported, not dumped
         from flows.services import lost_service
 
-        lost = lost_service(err)
-        return fail(lost) if lost is not None else internal_error(err)
+        # outside a stage (the report, MLflow's store, Prefect's records) a full disk is still the operator's
+        known = lost_service(err) or disk_full(err, Path.cwd())
+        return fail(known) if known is not None else internal_error(err)
 
 
 def _main(argv: list[str] | None) -> int:

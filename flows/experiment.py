@@ -5,6 +5,7 @@ runner, then writes the report (flows/report.py), summary.json and the Prefect a
 """
 from __future__ import annotations
 
+import contextlib
 import json
 import logging
 import time
@@ -27,7 +28,7 @@ from flows.services import lost_service
 from flows.tracking import Tracker
 from tasks.core.config import ExperimentConfig
 from tasks.core.config_file import load_config
-from tasks.core.errors import ConfigError, InputError
+from tasks.core.errors import ConfigError, InputError, disk_full
 from tasks.core.records import write_text_atomic
 from tasks.engines.backends import release_backends
 
@@ -100,9 +101,9 @@ def experiment(config_path: str | None = None, overrides: list[str] | None = Non
     except InputError:
         raise  # one line in the flow run's log (the filter above drops its traceback)
     except Exception as err:
-        lost = lost_service(err)
-        if lost is not None:
-            raise lost from None
+        known = lost_service(err) or disk_full(err, config.output_path() if config is not None else Path.cwd())
+        if known is not None:
+            raise known from None
         get_run_logger().error("internal error (a bug in s3ft, not your input): %s: %s. Please report it to the s3ft "
                                "maintainers with this flow run's log; the traceback follows", type(err).__name__, err)
         raise
@@ -127,9 +128,13 @@ def _experiment(config_path: str | None, overrides: list[str] | None,
     with tracker.parent(f"{cfg.name}-{flow_run.get_name() or 'local'}", cfg.model_dump(mode="json"), tags) as parent:
         try:
             done = run_experiment(cfg, runner)
-        finally:
+        except BaseException:
             release_backends()
-            write_text_atomic(run_dir / "stages.json", json.dumps(runner.summary(), indent=1))
+            with contextlib.suppress(OSError):  # a full disk must not hide the stage error that says so
+                write_text_atomic(run_dir / "stages.json", json.dumps(runner.summary(), indent=1))
+            raise
+        release_backends()
+        write_text_atomic(run_dir / "stages.json", json.dumps(runner.summary(), indent=1))
         comps = comparisons(list(done.arms), seed=cfg.seed)
         results = assemble(list(done.arms), done.familiarity, comps)
         log_arms(tracker, log, cfg, done.base.folder, done.arms, results)

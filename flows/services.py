@@ -10,7 +10,7 @@ import os
 import sys
 
 from tasks.core.config import ExperimentConfig
-from tasks.core.errors import ServiceError
+from tasks.core.errors import ServiceError, causes
 
 PROBE_SECONDS = 5.0
 
@@ -49,14 +49,6 @@ def check_services(cfg: ExperimentConfig) -> None:
         raise ServiceError(f"Prefect API {api} is not answering ({why}). {PREFECT_FIX}")
 
 
-def _chain(err: BaseException) -> list[BaseException]:
-    seen: list[BaseException] = []
-    while err is not None and err not in seen:
-        seen.append(err)
-        err = err.__cause__ or err.__context__
-    return seen
-
-
 def _url_of(err: BaseException) -> str:
     try:
         return str(err.request.url)  # type: ignore[attr-defined]  # httpx and requests errors carry the request
@@ -77,7 +69,7 @@ def lost_service(err: BaseException) -> ServiceError | None:
     mlflow = sys.modules.get("mlflow")
     tracking = mlflow.get_tracking_uri() if mlflow is not None else ""
     api = os.environ.get("PREFECT_API_URL", "")
-    for e in _chain(err):
+    for e in causes(err):
         url = _url_of(e)
         if tracking.startswith("http") and (isinstance(e, requests.ConnectionError) and url.startswith(tracking) or (
                 type(e).__name__ == "MlflowException" and tracking in str(e) and "Max retries exceeded" in str(e))):

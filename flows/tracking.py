@@ -6,6 +6,7 @@ compare view lines arms and experiments up.
 from __future__ import annotations
 
 import contextlib
+import logging
 import os
 import socket
 from pathlib import Path
@@ -65,6 +66,8 @@ class Tracker:
         import mlflow
 
         self.mlflow = mlflow
+        # MLflow logs a database error with its traceback, then raises it to us: reported once, in one line
+        logging.getLogger("mlflow.store.db.utils").setLevel(logging.CRITICAL)
         mlflow.set_tracking_uri(tracking_uri)
         if tracking_uri.startswith("sqlite:///"):  # two runs at once must not both create the database's tables
             from flows.store_locks import exclusive
@@ -89,15 +92,26 @@ class Tracker:
 
     @contextlib.contextmanager
     def parent(self, run_name: str, params: dict[str, Any], tags: dict[str, str]) -> Iterator[str]:
-        with self.mlflow.start_run(run_name=run_name, tags={**self.tags, **tags}) as run:
+        run = self.mlflow.start_run(run_name=run_name, tags={**self.tags, **tags})
+        try:
             self.mlflow.log_params(flat_params(params))
-            try:
-                yield run.info.run_id
-            except BaseException as err:  # a signal ends the run KILLED (MLflow's own exit says FAILED)
-                if isinstance(err, KeyboardInterrupt) or type(err).__name__ == "TerminationSignal":
-                    self.mlflow.set_tag("s3ft.failure", f"interrupted by a signal ({type(err).__name__} {err})")
-                    self.mlflow.end_run("KILLED")
-                raise
+            yield run.info.run_id
+        except BaseException as err:
+            self._end_failed(err)
+            raise
+        self.mlflow.end_run("FINISHED")
+
+    def _end_failed(self, err: BaseException) -> None:
+        """End the active run KILLED (a signal) or FAILED; if MLflow cannot (its server is gone, its disk is
+        full), say so and let the run's own error through: the next run marks this one FAILED."""
+        killed = isinstance(err, KeyboardInterrupt) or type(err).__name__ == "TerminationSignal"
+        try:
+            if killed:
+                self.mlflow.set_tag("s3ft.failure", f"interrupted by a signal ({type(err).__name__} {err})")
+            self.mlflow.end_run("KILLED" if killed else "FAILED")
+        except Exception as end_error:  # noqa: BLE001 - never mask the error that ended the run
+            logging.getLogger("s3ft").warning("could not end MLflow run as %s: %s", "KILLED" if killed else "FAILED",
+                                              " ".join(str(end_error).split())[:200])
 
     def stage(self, name: str, artifact: Artifact, cached: bool, seconds: float,
               files: list[Path] | None = None, tags: dict[str, str] | None = None) -> None:

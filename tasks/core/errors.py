@@ -59,3 +59,28 @@ class DiskFullError(InputError):
 
 
 NO_SPACE = (errno.ENOSPC, errno.EDQUOT)
+
+
+def causes(err: BaseException) -> list[BaseException]:
+    """`err` and the exceptions it was raised from or while handling, outermost first."""
+    seen: list[BaseException] = []
+    current: BaseException | None = err
+    while current is not None and current not in seen:
+        seen.append(current)
+        current = current.__cause__ or current.__context__
+    return seen
+
+
+def disk_full(err: BaseException, where: Path) -> DiskFullError | None:
+    """The one line for an error that is, underneath, a full disk (an OSError, or sqlite's "database or disk is
+    full" from MLflow's store); `where` is the folder to name when the error does not. None otherwise."""
+    for e in causes(err):
+        if isinstance(e, DiskFullError):
+            return e
+        if isinstance(e, OSError) and e.errno in NO_SPACE:
+            path = Path(e.filename) if e.filename else where
+            return DiskFullError.of(path if path.is_dir() else path.parent, e, f"writing {path}")
+        if "database or disk is full" in str(e):
+            return DiskFullError.of(where, OSError(errno.ENOSPC, "database or disk is full"),
+                                    f"MLflow's database under {where}")
+    return None

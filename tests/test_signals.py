@@ -11,7 +11,7 @@ from pathlib import Path
 import pytest
 
 from s3ft_cli import ROOT, TINY_RANDOM, command, recomputed, run_s3ft, summary_of
-from test_resume import _checkpoints, _mlflow_runs, _shards
+from test_resume import _benchmark_started, _checkpoints, _mlflow_runs, _shards
 
 
 def _start(out: Path, model: Path, extra: list[str], env_extra: dict[str, str]) -> subprocess.Popen:
@@ -96,3 +96,15 @@ def test_ctrl_c_during_training(tmp_path, tiny_model_dir, mirror, prefect_server
     assert "generate:train" not in recomputed(summary)
     train = next(s for s in summary["stages"] if s["stage"] == "train:s3ft")
     assert not train["cached"] and 2 <= train["counts"]["resumed_from_step"] < 60
+
+
+@pytest.mark.slow
+def test_sigterm_during_benchmarking(tmp_path, tiny_model_dir, mirror, prefect_server):
+    """lm-eval inside the stage; the re-run recomputes only the benchmark."""
+    out = tmp_path / "out"
+    extra = TINY_RANDOM + ["arms=[base]", "benchmarks.names=[truthfulqa_mc1]", "benchmarks.truthfulqa_limit=2"]
+    proc = _start(out, tiny_model_dir, extra, {})
+    stderr = _interrupt(proc, out, _benchmark_started, signal.SIGTERM, to_group=False)
+    _ended_cleanly(proc, stderr, out, "SIGTERM", 143)
+    summary = summary_of(run_s3ft(out, tiny_model_dir, extra, server=prefect_server))
+    assert recomputed(summary) == {"benchmark:base"}

@@ -80,11 +80,19 @@ _PRELOAD_CANDIDATES = ("/usr/lib/x86_64-linux-gnu/libtcmalloc_minimal.so.4",
                        str(Path(sys.prefix) / "lib" / "libiomp5.so"))
 
 
+_OPENMP_RUNTIMES = ("libgomp", "libiomp", "libomp")
+
+
 def preload_libraries() -> list[str]:
-    """Allocator/OpenMP libraries to preload on a CPU-only machine (none on GPU machines)."""
+    """Allocator/OpenMP libraries to preload on a CPU-only machine (none on GPU machines). Never a second OpenMP
+    runtime: an LD_PRELOAD that already holds one (set by hand, or inherited from a process that imported vLLM,
+    which adds torch's libgomp) keeps it; two make vLLM's multiprocess CPU executor refuse to start."""
     if os.environ.get("S3FT_NO_PRELOAD") or Path("/dev/nvidia0").exists() or os.environ.get("S3FT_PRELOADED"):
         return []
-    return [p for p in _PRELOAD_CANDIDATES if Path(p).is_file() and p not in os.environ.get("LD_PRELOAD", "")]
+    current = os.environ.get("LD_PRELOAD", "")
+    has_openmp = any(runtime in current for runtime in _OPENMP_RUNTIMES)
+    return [p for p in _PRELOAD_CANDIDATES if Path(p).is_file() and p not in current
+            and not (has_openmp and Path(p).name.startswith(_OPENMP_RUNTIMES))]
 
 
 def reexec_with_preload(argv: list[str]) -> None:

@@ -195,3 +195,19 @@ def test_nq_configs_use_the_two_step_judge():
         assert cfg.judge.llm.model is None  # the base model judges, as in the paper
     with pytest.raises(ConfigError, match="judge.llm.prompt"):
         load_config(ROOT / "configs/quickstart.yaml", ["judge.llm.prompt=Is {candidate} right?"])
+
+
+def test_the_preload_never_adds_a_second_openmp_runtime(monkeypatch, tmp_path):
+    """vLLM's multiprocess CPU executor refuses to start with both libiomp and libgomp preloaded; vLLM itself puts
+    torch's libgomp into LD_PRELOAD of any process that imports it, and children inherit that."""
+    from flows import environment
+
+    iomp, tcmalloc = tmp_path / "libiomp5.so", tmp_path / "libtcmalloc_minimal.so.4"
+    iomp.write_bytes(b""), tcmalloc.write_bytes(b"")
+    monkeypatch.setattr(environment, "_PRELOAD_CANDIDATES", (str(tcmalloc), str(iomp)))
+    monkeypatch.delenv("S3FT_NO_PRELOAD", raising=False)
+    monkeypatch.delenv("S3FT_PRELOADED", raising=False)
+    monkeypatch.delenv("LD_PRELOAD", raising=False)
+    assert environment.preload_libraries() == [str(tcmalloc), str(iomp)]
+    monkeypatch.setenv("LD_PRELOAD", "/x/torch/lib/libgomp-a34b3233.so.1")
+    assert environment.preload_libraries() == [str(tcmalloc)]

@@ -123,3 +123,19 @@ def test_mlflow_server_lost_mid_run_then_resumed(tmp_path, tiny_model_dir, mirro
         assert "generate:train" not in recomputed(summary)  # finished before the MLflow call that failed
     finally:
         stop_server(server)
+
+
+@pytest.mark.slow
+def test_hub_unreachable_is_one_line_then_the_mirror_resumes(tmp_path, tiny_model_dir, mirror, prefect_server):
+    """No mirror and a hub that refuses connections (a real socket, nothing stubbed): one line naming the
+    setting; the model prepared before the data load stays cached for the re-run with the mirror."""
+    out = tmp_path / "out"
+    args, env = command(out, tiny_model_dir, TINY_RANDOM, server=prefect_server)
+    env.update(S3FT_DATA_MIRROR="", HF_ENDPOINT=f"http://127.0.0.1:{free_port()}", HF_DATASETS_OFFLINE="0",
+               HF_HUB_OFFLINE="0")
+    proc = subprocess.run(args, cwd=ROOT, env=env, capture_output=True, text=True, timeout=600)
+    _one_error_line(proc, "data.mirror", "S3FT_DATA_MIRROR")
+    args, env = command(out, tiny_model_dir, TINY_RANDOM, server=prefect_server)
+    env["S3FT_DATA_MIRROR"] = str(mirror)
+    resumed = summary_of(subprocess.run(args, cwd=ROOT, env=env, capture_output=True, text=True, timeout=900))
+    assert "prepare_model" not in recomputed(resumed)

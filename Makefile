@@ -7,7 +7,7 @@ export S3FT_DATA_MIRROR ?= $(abspath ../shared/data)
 export PREFECT_SERVER_EPHEMERAL_STARTUP_TIMEOUT_SECONDS ?= 120
 export PREFECT_SERVER_ANALYTICS_ENABLED ?= false
 
-.PHONY: setup tcmalloc quickstart example test test-fast check-env clean ui deploy worker
+.PHONY: setup tcmalloc quickstart methods example test test-fast check-env clean ui deploy worker
 
 # torch first: `torch==2.13.0` takes the CPU build on disk; nothing afterwards may pull another torch.
 $(VENV)/.installed: requirements.lock pyproject.toml
@@ -29,6 +29,9 @@ check-env:
 
 quickstart: setup tcmalloc
 	$(VENV)/bin/s3ft run configs/quickstart.yaml
+
+methods: setup tcmalloc  # every arm on the embedded default (README "Arms"); shares the quickstart's stages
+	$(VENV)/bin/s3ft run configs/methods_quickstart.yaml
 
 # vLLM's CPU backend wants tcmalloc (PyPI has no package of it); `s3ft run` preloads it when present. Installed
 # here where apt is usable (root or passwordless sudo), else the one command is printed and the run goes on.

@@ -1,10 +1,11 @@
 """The S3FT experiment as a DAG of cached stages; `run_experiment` reads as the method.
 
     prepare_model, load_examples(train/test)
-    1-4  answer_train_split: the base model answers, is judged, paraphrases gold where a strategy asks
+    1-4  answer_train_split (flows/train_evidence.py): the base model answers (greedy; k samples where an arm
+         samples), is judged, paraphrases gold where a strategy asks
     6    evaluate(base): test answers + judge, general benchmarks; the base model's replies to general prompts
     5-6  per arm and training seed: targets -> train (LoRA) -> merge -> evaluate -> drift from base
-         familiarity of every arm's targets under the base model
+         familiarity of each arm's targets under the base model
 
 Every function takes the stage runner `run` and the frozen config and returns frozen records
 (flows/results.py; DriftText alone is filled in once, by the first arm's drift); stages are called by name
@@ -17,14 +18,15 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from flows.results import Answers, ArmRun, Evaluation, SeedRun
+from flows.answering import (NO_STOPS, Model, answer_and_judge, generate_inputs, generation_vllm,  # noqa: F401
+                             judge_steps, llm_judge_model)
+from flows.results import ArmRun, Evaluation, SeedRun
 from flows.runner import StageRunner
-from judges import get_judge
+from flows.train_evidence import TrainEvidence, answer_train_split
 from tasks.benchmark import benchmark
 from tasks.benchmark_data import benchmark_data
 from tasks.core.config import ExperimentConfig
 from tasks.core.records import Artifact
-from tasks.core.settings import VllmSettings
 from tasks.core.verdicts import score
 from tasks.data import split_fingerprint
 from tasks.data.custom import configured_fingerprint
@@ -36,34 +38,12 @@ from tasks.engines.backends import release_backends
 from tasks.engines.models import model_fingerprint, stored_dtype
 from tasks.familiarity import familiarity
 from tasks.generate import generate
-from tasks.judge import judge
-from tasks.llm_judge_merge import llm_judge_merge
-from tasks.llm_judge_prompts import llm_judge_prompts
 from tasks.load_examples import load_examples
 from tasks.merge import merge
-from tasks.methods.evidence import collect_evidence
-from tasks.methods.strategies import get_strategy, paraphrase_ids
-from tasks.paraphrase_prompts import paraphrase_prompts
+from tasks.methods.strategies import get_strategy
 from tasks.prepare_model import prepare_model
 from tasks.targets import make_targets
 from tasks.train import train
-
-
-@dataclass(frozen=True)
-class Model:
-    """A model folder and the name its answers carry."""
-
-    folder: Artifact
-    ref: str
-
-
-@dataclass(frozen=True)
-class TrainEvidence:
-    """The train split and what the base model made of it (None where no arm needed it)."""
-
-    examples: Artifact
-    own: Answers | None
-    paraphrases: Answers | None
 
 
 @dataclass
@@ -84,25 +64,6 @@ class ExperimentRun:
     familiarity: dict[str, dict[str, float]]
 
 
-def generation_vllm(cfg: ExperimentConfig) -> VllmSettings | None:
-    """The vLLM settings when generation runs on vLLM (they are then part of its cache key)."""
-    return cfg.vllm if cfg.generation.resolved().backend == "vllm" else None
-
-
-NO_STOPS = {"temperature": 0.0, "stop": [], "repetition_stop": None}
-"""Generation that is not an answer to the task (the LLM judge's verdicts, drift's general-text replies):
-greedy, and the task's stop settings do not apply."""
-
-
-def generate_inputs(cfg: ExperimentConfig, model: Model, examples: Artifact, max_new_tokens: int,
-                    **settings: Any) -> dict[str, Any]:
-    """The generate stage's inputs; `settings` overrides generation settings (the LLM judge: greedy). The
-    section's own cap is set to the one used, so the key holds no unused value."""
-    return dict(model=model.folder, model_ref=model.ref, dtype=cfg.model.resolved().dtype, examples=examples,
-                settings=cfg.generation.model_copy(update={**settings, "max_new_tokens": max_new_tokens}),
-                vllm=generation_vllm(cfg), max_new_tokens=max_new_tokens)
-
-
 def train_inputs(cfg: ExperimentConfig, base: Model, targets: Artifact, seed: int) -> dict[str, Any]:
     """The train stage's inputs for one arm's targets and one training seed."""
     return dict(model=base.folder, targets=targets, lora=cfg.lora,
@@ -114,47 +75,6 @@ def training_bf16(cfg: ExperimentConfig) -> bool:
     return cfg.model.resolved().dtype == "bfloat16" if cfg.training.bf16 == "auto" else bool(cfg.training.bf16)
 
 
-def judge_steps(verdicts: Artifact) -> dict[str, int]:
-    """How many of a judging's verdicts each judge step made (empty for one-step judges)."""
-    return {k: int(v) for k, v in verdicts.counts.items() if k.startswith("by_") or k == "llm_unparseable"}
-
-
-def llm_judge(run: StageRunner, cfg: ExperimentConfig, label: str, examples: Artifact, generations: Artifact,
-              verdicts: Artifact, judge_model: Model) -> Artifact:
-    """Step 2 of a two-step judge: the judge model decides the answers step 1 deferred."""
-    llm = cfg.judge.llm
-    prompts = run(f"llm_judge_prompts:{label}", llm_judge_prompts, examples=examples, generations=generations,
-                  verdicts=verdicts, template=llm.prompt, system_prompt=llm.system_prompt)
-    replies = run(f"generate:judge:{label}", generate,
-                  **generate_inputs(cfg, judge_model, prompts, llm.max_new_tokens, **NO_STOPS))
-    return run(f"llm_judge_merge:{label}", llm_judge_merge, verdicts=verdicts, replies=replies,
-               max_error_fraction=cfg.judge.max_error_fraction)
-
-
-def answer_and_judge(run: StageRunner, cfg: ExperimentConfig, label: str, model: Model, examples: Artifact,
-                     max_new_tokens: int, judge_model: Model | None, min_length_ratio: float = 0.0) -> Answers:
-    """One model answers one set of examples; the data source's judge (and its LLM step) decides."""
-    generations = run(f"generate:{label}", generate, **generate_inputs(cfg, model, examples, max_new_tokens))
-    j = get_judge(cfg.judge.name, cfg.judge.params())
-    verdicts = run(f"judge:{label}", judge, examples=examples, generations=generations, judge_name=j.name,
-                   judge_version=j.version, max_error_fraction=cfg.judge.max_error_fraction,
-                   min_length_ratio=min_length_ratio, reject_truncated=cfg.judge.reject_truncated,
-                   judge_params=cfg.judge.params())
-    if judge_model is not None:
-        verdicts = llm_judge(run, cfg, label, examples, generations, verdicts, judge_model)
-    return Answers(generations, verdicts)
-
-
-def llm_judge_model(run: StageRunner, cfg: ExperimentConfig, base: Model) -> Model | None:
-    """The LLM judge's model when the data source's judge has an LLM step and it is enabled."""
-    if not (getattr(get_judge(cfg.judge.name), "llm_step", False) and cfg.judge.llm.enabled):
-        return None
-    ref = cfg.judge.llm.model or cfg.model.ref
-    if ref == cfg.model.ref:
-        return base
-    return Model(run("prepare_model:judge", prepare_model, ref=ref, fingerprint=model_fingerprint(ref)), ref)
-
-
 def load_split(run: StageRunner, cfg: ExperimentConfig, split: str, size: int | None) -> Artifact:
     if cfg.data.own_data():
         return run(f"load_examples:{split}", load_examples, source=cfg.data.source, split=split, size=size,
@@ -164,23 +84,6 @@ def load_split(run: StageRunner, cfg: ExperimentConfig, split: str, size: int | 
     return run(f"load_examples:{split}", load_examples, source=cfg.data.source, split=split, size=size,
                seed=cfg.data.seed, system_prompt=cfg.data.system_prompt, mirror=str(mirror) if mirror else None,
                source_hash=split_fingerprint(cfg.data.source, split, mirror))
-
-
-def answer_train_split(run: StageRunner, cfg: ExperimentConfig, base: Model, examples: Artifact,
-                       judge_model: Model | None) -> TrainEvidence:
-    """Steps 1-4: the base model answers, is judged, and paraphrases gold where a strategy asks for it."""
-    arms = cfg.trained_arms()
-    own = None
-    if any(get_strategy(a).needs_generation for a in arms):
-        own = answer_and_judge(run, cfg, "train", base, examples, cfg.generation.max_new_tokens, judge_model)
-    ids = paraphrase_ids(arms, collect_evidence(examples, own and own.generations, own and own.verdicts))
-    if not ids:
-        return TrainEvidence(examples, own, None)
-    prompts = run("paraphrase_prompts", paraphrase_prompts, examples=examples, example_ids=ids,
-                  template=cfg.paraphrase.prompt, system_prompt=cfg.data.system_prompt)
-    paraphrases = answer_and_judge(run, cfg, "paraphrase", base, prompts, cfg.paraphrase.max_new_tokens, judge_model,
-                                   cfg.paraphrase.min_length_ratio)
-    return TrainEvidence(examples, own, paraphrases)
 
 
 def general_scores(run: StageRunner, cfg: ExperimentConfig, tag: str, model: Model,
@@ -254,10 +157,9 @@ def train_and_evaluate_arm(run: StageRunner, cfg: ExperimentConfig, arm: str, ba
                            test: Artifact, judge_model: Model | None, bench_data: Artifact | None,
                            text: DriftText | None) -> ArmRun:
     """One arm: its targets by its strategy, then every training seed (generation and judging shared)."""
-    own, para = evidence.own, evidence.paraphrases
-    targets = run(f"targets:{arm}", make_targets, arm=arm, examples=evidence.examples,
-                  own=own and own.generations, own_verdicts=own and own.verdicts,
-                  paraphrases=para and para.generations, paraphrase_verdicts=para and para.verdicts)
+    settings = cfg.rft.for_judge(cfg.judge.name) if get_strategy(arm).reads_settings else None
+    targets = run(f"targets:{arm}", make_targets, arm=arm, examples=evidence.examples, evidence=evidence.files(arm),
+                  settings=settings)
     return ArmRun(arm, targets, tuple(train_and_evaluate_seed(run, cfg, arm, seed, base, targets, test, judge_model,
                                                               bench_data, text) for seed in cfg.seeds))
 
@@ -267,9 +169,11 @@ def familiarity_scores(run: StageRunner, cfg: ExperimentConfig, base: Model,
     """Per arm and target source, the mean token log-prob of its targets under the base model."""
     if not (cfg.diagnostics.familiarity and arms):
         return {}
-    fam = run("familiarity", familiarity, model=base.folder, targets={a.arm: a.targets for a in arms},
-              max_per_source=cfg.diagnostics.familiarity_max_per_source, seed=cfg.diagnostics.seed)
-    scores = json.loads(Path(fam.path).read_text())
+    scores = {}
+    for a in arms:  # one stage per arm: adding an arm scores only its targets
+        fam = run(f"familiarity:{a.arm}", familiarity, model=base.folder, targets={a.arm: a.targets},
+                  max_per_source=cfg.diagnostics.familiarity_max_per_source, seed=cfg.diagnostics.seed)
+        scores |= json.loads(Path(fam.path).read_text())
     return {arm: {s: v["mean_logprob"] for s, v in by_source.items()} for arm, by_source in scores.items()}
 
 

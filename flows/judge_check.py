@@ -62,7 +62,8 @@ def full_judge(examples: list[Example], gens: list[Generation], cfg: ExperimentC
     first = first_step(examples, gens)
     prompts = judge_prompts(examples, gens, first, cfg.judge.llm.prompt, cfg.judge.llm.system_prompt)
     replies = generate_answers(model_dir, model_ref, cfg.model.resolved().dtype, prompts,
-                               cfg.generation.model_copy(update={"temperature": 0.0}), generation_vllm(cfg),
+                               cfg.generation.model_copy(update={"temperature": 0.0, "samples": 1}),
+                               generation_vllm(cfg),
                                cfg.judge.llm.max_new_tokens)
     return merge_llm_verdicts(first, replies)
 

@@ -18,11 +18,14 @@ from tasks.data.custom import configured_fingerprint
 def arm_metrics(result: ArmResult) -> dict[str, float]:
     """The metrics of one arm under the names every arm uses (`indomain/accuracy`, `mmlu/acc`, ...)."""
     metrics = {"indomain/accuracy": result.accuracy, "indomain/stderr": result.stderr, "indomain/n": result.n}
-    n_targets = sum(result.targets.values())
+    n_targets = sum(result.targets.get(s, 0) for s in ("self", "paraphrase", "gold"))
     for source in ("self", "paraphrase", "gold"):
         if n_targets:
             metrics[f"targets/{source}"] = result.targets.get(source, 0)
             metrics[f"targets/{source}_frac"] = result.targets.get(source, 0) / n_targets
+    if n_targets:  # the methods table's columns: examples with no target, sequences trained on
+        metrics["targets/dropped"] = result.targets.get("dropped", 0)
+        metrics["targets/trained"] = n_targets
     metrics.update({f"train/{k}": v for k, v in result.train.items()})
     metrics.update({k: v for k, v in result.general.items() if v == v})  # mmlu/acc, ... (NaN stderr left out)
     metrics.update(result.drops)  # mmlu/drop, ..., general/avg_drop

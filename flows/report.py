@@ -100,17 +100,21 @@ def versus_sft_section(results: list[ArmResult]) -> list[str]:
             *_table(["arms", "in-domain Δ (points)", "McNemar p", "benchmarks Δ avg (points)", "drift KL Δ"], rows)]
 
 
-def tradeoff_section(results: list[ArmResult]) -> list[str]:
+def methods_section(results: list[ArmResult]) -> list[str]:
+    """One row per trained arm, sorted by name: what it trained on and what that did (report.png's right panels
+    plot the last three columns)."""
     rows = []
-    for r in results:
-        if not r.vs_base:
-            continue
-        rows.append([r.arm, r.vs_base["indomain/accuracy"].fmt(), _drop(r.vs_base.get("general/avg")),
+    for r in sorted((r for r in results if r.vs_base), key=lambda r: r.arm):
+        mix = [str(r.targets.get(k, 0)) for k in ("self", "paraphrase", "gold", "dropped", "n")]
+        rows.append([r.arm, *mix, r.vs_base["indomain/accuracy"].fmt(), _drop(r.vs_base.get("general/avg")),
                      _kl(r.drift) if r.drift else ""])
     if not rows:
         return []
-    return ["", "### Trade-off (report.png's right panels): in-domain gain against forgetting", "",
-            *_table(["arm", "in-domain Δ vs base (points)", "avg benchmark drop (points)", "drift KL"], rows)]
+    return ["", "### Methods: target mix and what training on it did (arms by name; 95% CIs, paired over the same "
+            "items)", "", *_table(["arm", "self", "paraphrase", "gold", "dropped", "trained", "in-domain Δ vs base "
+                                   "(points)", "avg benchmark drop (points)", "drift KL"], rows),
+            "", "self / paraphrase / gold: training sequences by source; dropped: examples with no target; trained: "
+            "sequences trained on."]
 
 
 def per_seed_section(comps: list[Comparison]) -> list[str]:
@@ -146,7 +150,7 @@ def familiarity_section(results: list[ArmResult]) -> list[str]:
 def markdown_table(source: str, results: list[ArmResult], comps: list[Comparison] | None = None,
                    precision: str = "") -> str:
     sections = ([precision, ""] if precision else []) + (indomain_section(source, results) + benchmark_section(results) + drift_section(results)
-                + versus_sft_section(results) + tradeoff_section(results) + per_seed_section(comps or [])
+                + versus_sft_section(results) + methods_section(results) + per_seed_section(comps or [])
                 + judge_section(results) + familiarity_section(results))
     return "\n".join(sections) + "\n"
 

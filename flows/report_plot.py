@@ -34,7 +34,8 @@ def _targets(ax, results: list[ArmResult]) -> None:
     trained = [r for r in results if r.targets]
     bottom = [0.0] * len(trained)
     for source, color in (("self", "#2ca02c"), ("paraphrase", "#ff7f0e"), ("gold", "#d62728")):
-        values = [100 * r.targets.get(source, 0) / max(1, sum(r.targets.values())) for r in trained]
+        totals = [max(1, sum(r.targets.get(s, 0) for s in ("self", "paraphrase", "gold"))) for r in trained]
+        values = [100 * r.targets.get(source, 0) / t for r, t in zip(trained, totals)]
         ax.bar([r.arm for r in trained], values, bottom=bottom, label=source, color=color)
         bottom = [b + v for b, v in zip(bottom, values)]
     ax.set_ylabel("% of training targets")

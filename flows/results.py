@@ -107,7 +107,8 @@ class ArmResult(Row):
     stderr: float
     n: int
     targets: dict[str, int] = Field(default_factory=dict)
-    """self / paraphrase / gold counts (empty for base)."""
+    """Training sequences by source (self / paraphrase / gold), examples `dropped` (no target) and sequences
+    trained on (`n`; several per example for rft); empty for base."""
     train: dict[str, float] = Field(default_factory=dict)
     general: dict[str, float] = Field(default_factory=dict)
     """lm-eval scores: `mmlu/acc`, `mmlu/acc_stderr`, `truthfulqa_mc1/acc`, ... (empty when not run)."""
@@ -127,6 +128,9 @@ class ArmResult(Row):
     """The same against sft (for trained arms other than sft, when the experiment has sft)."""
     drift: dict[str, float] = Field(default_factory=dict)
     """Drift from base on general text: `kl` with `kl_ci_low`/`kl_ci_high`, `logprob_delta` (mean over seeds)."""
+
+
+TARGET_COUNTS = ("self", "paraphrase", "gold", "dropped", "n")
 
 
 def benchmark_names(general: dict[str, float]) -> list[str]:
@@ -191,7 +195,7 @@ def arm_result(run: ArmRun, base_general: dict[str, float], familiarity: dict[st
                comps: list[Comparison]) -> ArmResult:
     """One arm's report row: seeds aggregated, its drops and paired differences versus base (and sft), its
     drift, its targets' familiarity."""
-    targets = {k: int(run.targets.counts.get(k, 0)) for k in ("self", "paraphrase", "gold")} if run.targets else {}
+    targets = {k: int(run.targets.counts.get(k, 0)) for k in TARGET_COUNTS} if run.targets else {}
     row = aggregate_seeds(run.arm, [seed_result(s) for s in run.seeds], targets)
     judged: dict[str, int] = {}
     for s in run.seeds:

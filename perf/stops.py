@@ -56,10 +56,10 @@ def main() -> None:
     examples = read_examples(d.source, a.split, n, d.seed, Path(a.mirror), None)
     model_dir = materialize_model(cfg.model.ref, ROOT / "runs" / "perf-model")
     dtype, cap = cfg.model.resolved().dtype, cfg.generation.max_new_tokens
-    generate_answers(model_dir, "m", dtype, examples[:4], cfg.generation, cfg.vllm, 8)  # engine warm
+    generate_answers(model_dir, "m", dtype, examples[:4], cfg.generation.model_copy(update={"samples": 1}), cfg.vllm, 8)  # engine warm
     runs = {}
     for name, update in variants(a).items():
-        settings = cfg.generation.model_copy(update=update)
+        settings = cfg.generation.model_copy(update={**update, "samples": 1})
         start = time.perf_counter()
         gens = generate_answers(model_dir, "m", dtype, examples, settings, cfg.vllm, cap)
         seconds = time.perf_counter() - start

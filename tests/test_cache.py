@@ -101,3 +101,36 @@ def test_a_repetition_stop_with_its_patterns_out_of_order_is_refused():
         RepetitionStop(max_pattern=4, min_pattern=8)
     with pytest.raises(ValueError):
         RepetitionStop(max_pattern=4, min_count=1)
+
+
+def _sampling_key(*overrides: str) -> str:
+    cfg = load_config("configs/quickstart.yaml", list(overrides))
+    return generate.key(**generate_inputs(cfg, BASE, EXAMPLES, 64, samples=cfg.generation.samples,
+                                          temperature=cfg.generation.sample_temperature))
+
+
+def test_sampling_settings_key_the_sampling_stage_only_and_its_seed_is_in_the_key():
+    # adding k-sample arms leaves the greedy answers' key (and every run's before the settings existed) as it was
+    assert _keys("generation.samples=4", "generation.sample_temperature=1.0", "arms=[base,sft,s3ft,rft,s3ft_k]") == _keys()
+    k4 = _sampling_key("generation.samples=4")
+    assert k4 != _sampling_key("generation.samples=8") != _sampling_key("generation.samples=4", "generation.seed=1")
+    assert k4 != _sampling_key("generation.samples=4", "generation.sample_temperature=1.0")
+    assert k4 != _sampling_key("generation.samples=4", "seed=1")  # the root seed feeds generation.seed
+    assert k4 != _keys()[0]
+
+
+def test_rft_settings_key_only_the_arm_that_reads_them():
+    from tasks.core.config import ExperimentConfig
+    from tasks.methods.strategies import get_strategy
+
+    assert [a for a in ("sft", "s3ft", "sdft", "ssr", "rft", "s3ft_k") if get_strategy(a).reads_settings] == ["rft"]
+    cfg = ExperimentConfig(judge={"name": "math"}, rft={"dedupe": "auto"})
+    assert cfg.rft.for_judge(cfg.judge.name).dedupe == "equations"
+    assert cfg.rft.for_judge("qa").dedupe == "text" and cfg.rft.model_copy(update={"dedupe": "text"}).for_judge(
+        "math").dedupe == "text"
+
+
+def test_sampling_arms_need_k_of_two_or_more():
+    with pytest.raises(ValueError, match=r"generation.samples: arms \['rft'\].*Fix: set generation.samples to 2"):
+        load_config("configs/quickstart.yaml", ["arms=[base,rft]"])
+    assert load_config("configs/methods_quickstart.yaml").generation.samples == 4

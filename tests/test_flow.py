@@ -82,7 +82,7 @@ def test_s3ft_targets_are_own_answers_when_correct_then_correct_paraphrases_then
     counts = {src: sum(t.source == src for t in targets) for src in ("self", "paraphrase", "gold")}
     assert counts["self"] == n_correct
     if n_correct < 6:
-        para_v = _records(summary, "judge:paraphrase", Verdict)
+        para_v = _records(summary, "judge:paraphrase:s3ft", Verdict)
         assert len(para_v) == 6 - n_correct and counts["paraphrase"] == sum(v.outcome == "correct" for v in para_v)
     own_text = {g.example_id: g.text for g in _records(summary, "generate:train", Generation)}
     assert all(t.messages[-1]["content"] == own_text[t.example_id] for t in targets if t.source == "self")
@@ -119,7 +119,7 @@ def test_every_arm_is_benchmarked_over_the_mirror_with_its_drop_versus_base(firs
 def test_familiarity_scores_every_target_of_both_arms_under_the_base_model(first):
     summary, _ = first
     results = {r["arm"]: r for r in summary["results"]}
-    fam = json.loads(Path(_stage(summary, "familiarity")["path"]).read_text())
+    fam = {arm: json.loads(Path(_stage(summary, f"familiarity:{arm}")["path"]).read_text())[arm] for arm in ("sft", "s3ft")}
     counts = {s: n for s, n in results["s3ft"]["targets"].items() if n}
     assert {s: v["n"] for s, v in fam["s3ft"].items() if v["n"]} == counts
     assert fam["sft"]["gold"]["n"] == 6 and results["sft"]["familiarity"]["gold"] == fam["sft"]["gold"]["mean_logprob"]

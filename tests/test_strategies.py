@@ -1,4 +1,6 @@
 """Target strategies and the paraphrase guard: the choice S3FT is about."""
+import pytest
+
 from tasks.judge import judge_generations
 from tasks.core.records import Example, Generation, Verdict
 from tasks.methods.evidence import Evidence
@@ -80,3 +82,90 @@ def test_sdft_paraphrases_every_answer_and_ignores_the_own_one():
     assert _choose("sdft", own=_g("own 4"), own_verdict=_v("correct"), paraphrase=_g("para 4"),
                    paraphrase_verdict=_v("correct")) == ("para 4", "paraphrase")
     assert _choose("sdft", paraphrase=_g("para 5"), paraphrase_verdict=_v("incorrect")) == (EX.gold, "gold")
+
+
+# --- the methods over k samples, and ssr, on constructed evidence -------------------------------------------
+from tasks.core.method_settings import RftSettings  # noqa: E402
+from tasks.methods.sampled import dedupe_key, equations  # noqa: E402
+from tasks.methods.strategies import target_counts  # noqa: E402
+
+
+def _s(j, text, outcome):
+    return (Generation(example_id=f"e#s{j}", model_ref="m", text=text), _v(outcome))
+
+
+def _all(arm, settings=None, **kw):
+    return [(t.messages[-1]["content"], t.source)
+            for t in build_targets(get_strategy(arm), [Evidence(example=EX, **kw)], settings)]
+
+
+def test_ssr_keeps_correct_own_answers_else_gold_and_never_paraphrases():
+    assert _all("ssr", own=_g("own 4"), own_verdict=_v("correct")) == [("own 4", "self")]
+    wrong = dict(own=_g("own 5"), own_verdict=_v("incorrect"), paraphrase=_g("para 4"), paraphrase_verdict=_v("correct"))
+    assert _all("ssr", **wrong) == [(EX.gold, "gold")]
+    assert _all("ssr") == [(EX.gold, "gold")]  # no own answer at all
+    assert not get_strategy("ssr").paraphrase_when(Evidence(example=EX, own_verdict=_v("incorrect")))
+
+
+def test_rft_trains_on_distinct_correct_samples_and_drops_or_falls_back():
+    samples = (_s(0, "2 + 2 = 4. The answer is 4", "correct"), _s(1, "The answer is 5", "incorrect"),
+               _s(2, "2+2 = 4.  the answer is 4!", "correct"), _s(3, "Two and two: 2 + 2 = 4, so 4", "correct"),
+               _s(4, "4", "error"))
+    text = RftSettings(dedupe="text")
+    assert _all("rft", text, samples=samples) == [(samples[0][0].text, "self"), (samples[3][0].text, "self")]
+    eqs = RftSettings(dedupe="equations")  # the same equation: one target
+    assert _all("rft", eqs, samples=samples) == [(samples[0][0].text, "self")]
+    none = (_s(0, "5", "incorrect"), _s(1, "4", "error"))
+    assert _all("rft", RftSettings(fallback="drop"), samples=none) == []
+    assert _all("rft", RftSettings(fallback="gold"), samples=none) == [(EX.gold, "gold")]
+    made = build_targets(get_strategy("rft"), [Evidence(example=EX, samples=samples), Evidence(example=EX)], text)
+    assert target_counts(made, 2) == {"self": 2, "paraphrase": 0, "gold": 0, "dropped": 1, "n": 2}
+
+
+def test_equations_follow_calculator_annotations_else_written_equations():
+    assert equations("He pays 3*4=<<3*4=12>>12 dollars, then <<12+1=13>>13") == ("3*4=12", "12+1=13")
+    assert equations("So 1,200 + $300 = $1,500 in all") == ("1200+300=1500",)
+    assert equations("no arithmetic here") == ()
+    assert dedupe_key("No arithmetic, here!", "equations") == dedupe_key("no arithmetic here", "text")
+
+
+def test_s3ft_k_keeps_the_most_familiar_correct_answer():
+    samples = (_s(0, "sample a 4", "correct"), _s(1, "sample b 5", "incorrect"), _s(2, "sample c 4", "correct"))
+    familiar = {"own 4": -1.2, "sample a 4": -0.9, "sample c 4": -0.4, "sample b 5": 0.0}
+    assert _all("s3ft_k", own=_g("own 4"), own_verdict=_v("correct"), samples=samples,
+                familiarity=familiar) == [("sample c 4", "self")]
+    # the greedy answer wins when it is the most familiar; a wrong sample never does
+    assert _all("s3ft_k", own=_g("own 4"), own_verdict=_v("correct"), samples=samples,
+                familiarity={**familiar, "own 4": -0.1}) == [("own 4", "self")]
+    # one correct answer needs no familiarity; several without it mean the inputs do not belong together
+    assert _all("s3ft_k", own=_g("own 5"), own_verdict=_v("incorrect"), samples=samples[:2]) == [("sample a 4", "self")]
+    with pytest.raises(KeyError, match="no familiarity"):
+        _all("s3ft_k", own=_g("own 4"), own_verdict=_v("correct"), samples=samples)
+
+
+def test_s3ft_k_tries_paraphrase_attempts_when_no_answer_is_correct():
+    wrong = dict(own=_g("own 5"), own_verdict=_v("incorrect"), samples=(_s(0, "5", "incorrect"),))
+    s = get_strategy("s3ft_k")
+    assert s.paraphrase_when(Evidence(example=EX, **wrong)) and s.paraphrase_attempts
+    assert not s.paraphrase_when(Evidence(example=EX, own_verdict=_v("incorrect"), samples=(_s(0, "4", "correct"),)))
+    attempts = (_s(0, "para 5", "incorrect"), _s(1, "para 4", "correct"), _s(2, "para 4 again", "correct"))
+    assert _all("s3ft_k", attempts=attempts, **wrong) == [("para 4", "paraphrase")]
+    assert _all("s3ft_k", attempts=attempts[:1], **wrong) == [(EX.gold, "gold")]
+
+
+def test_collect_evidence_groups_samples_by_question_in_order(tmp_path):
+    from tasks.core.records import artifact_for, write_jsonl
+    from tasks.methods.evidence import collect_evidence
+
+    other = EX.model_copy(update={"id": "f"})
+    ex = artifact_for(write_jsonl(tmp_path / "ex.jsonl", [EX, other]))
+    gens = [Generation(example_id=f"{i}#s{j}", model_ref="m", text=f"{i}{j}") for i in ("e", "f") for j in range(2)]
+    verdicts = [Verdict(example_id=g.example_id, outcome="correct" if g.text.endswith("1") else "incorrect",
+                        judge="math", judge_version="1") for g in gens]
+    files = {"samples": artifact_for(write_jsonl(tmp_path / "g.jsonl", gens)),
+             "sample_verdicts": artifact_for(write_jsonl(tmp_path / "v.jsonl", verdicts))}
+    ev = collect_evidence(ex, files)
+    assert [[(g.text, v.outcome) for g, v in e.samples] for e in ev] == [
+        [("e0", "incorrect"), ("e1", "correct")], [("f0", "incorrect"), ("f1", "correct")]]
+    with pytest.raises(KeyError, match="unknown evidence"):
+        collect_evidence(ex, {"sample": files["samples"]})

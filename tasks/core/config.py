@@ -14,6 +14,7 @@ from typing import Any
 from pydantic import Field, TypeAdapter, ValidationError, field_validator, model_validator
 
 from tasks.core.judge_settings import JudgeSettings, ParaphraseSettings
+from tasks.core.method_settings import RftSettings
 from tasks.core.measure_settings import BenchmarkSettings, DiagnosticsSettings, DriftSettings
 from tasks.core.section import Section
 from tasks.core.settings import (DataSettings, EvaluationSettings, GenerationSettings, LoraSettings, ModelSettings,
@@ -49,6 +50,8 @@ class ExperimentConfig(Section):
     paraphrase: ParaphraseSettings = Field(default_factory=ParaphraseSettings)
     arms: list[str] = Field(default_factory=lambda: ["base", "sft", "s3ft"])
     """`base` (no training) plus target strategies by name (see `tasks.methods.strategies`)."""
+    rft: RftSettings = Field(default_factory=RftSettings)
+    """The `rft` arm's fallback and dedupe (its samples: generation.samples, generation.sample_temperature)."""
     lora: LoraSettings = Field(default_factory=LoraSettings)
     seeds: list[int] | None = None
     """Training seeds: every trained arm is trained, evaluated and benchmarked once per seed and reported as
@@ -110,6 +113,7 @@ class ExperimentConfig(Section):
     def _consistent(self) -> "ExperimentConfig":
         """Checks across sections, all reported together; then `seeds` is filled in."""
         from judges import get_judge
+        from tasks.methods.strategies import get_strategy
 
         problems = []
         if self.benchmarks.backend == "vllm" and self.vllm.max_lora_rank < self.lora.r:
@@ -123,6 +127,10 @@ class ExperimentConfig(Section):
         if self.judge.llm.model is not None and not getattr(get_judge(self.judge.name), "llm_step", False):
             problems.append(f"judge.llm.model: judge {self.judge.name!r} has no LLM step. Fix: remove "
                             f"judge.llm.model, or use a judge with one (qa)")
+        sampling = [a for a in self.trained_arms() if get_strategy(a).needs_samples]
+        if sampling and self.generation.samples < 2:
+            problems.append(f"generation.samples: arms {sampling} learn from k sampled answers per question, and k is "
+                            f"{self.generation.samples}. Fix: set generation.samples to 2 or more (e.g. 4)")
         if problems:
             raise ValueError("\n".join(problems))
         if self.seeds is None:  # frozen: the resolved list is written once, here

@@ -37,6 +37,10 @@ class JudgeStageError(InputError):
     """Too many verdicts were judge errors: the mix of targets would be silently wrong."""
 
 
+class TargetsError(InputError):
+    """An arm's strategy left nothing to train on."""
+
+
 class ServiceError(InputError):
     """A server the run talks to (MLflow tracking, Prefect API) is down; the message names it and the fix."""
 

@@ -37,6 +37,20 @@ class Generation(Record):
     n_tokens: int = 0
 
 
+SAMPLE_MARK = "#s"
+"""The k samples of example `q7` answer as `q7#s0` ... (one Generation, and one Verdict, each)."""
+
+
+def sample_id(example_id: str, index: int) -> str:
+    return f"{example_id}{SAMPLE_MARK}{index}"
+
+
+def sampled_from(generation_id: str) -> str:
+    """The example a sample's id answers (`q7#s2` -> `q7`); an ordinary id unchanged."""
+    head, mark, tail = generation_id.rpartition(SAMPLE_MARK)
+    return head if mark and tail.isdigit() else generation_id
+
+
 Outcome = Literal["correct", "incorrect", "error"]
 
 

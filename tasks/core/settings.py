@@ -101,6 +101,12 @@ class GenerationSettings(Section):
     drift's general-text replies."""
     repetition_stop: RepetitionStop | None = None
     """End answers that loop (see RepetitionStop); same scope as `stop`. null: answers run to EOS or the cap."""
+    samples: int = Field(default=1, ge=1)
+    """k: answers drawn per training question for the arms that sample (rft, s3ft_k; they need k >= 2), in one
+    request with n=k at `sample_temperature` (seeded by `seed`), and paraphrase attempts per question for s3ft_k.
+    The greedy answer is a separate stage, so adding sampling arms recomputes nothing that exists."""
+    sample_temperature: float = Field(default=0.7, gt=0)
+    """Temperature of those samples (Yuan et al. 2023 sample RFT answers at 0.7)."""
     hf_batch_size: int = Field(default=16, gt=0)
     shard_size: int = runtime(512, gt=0)
     """Prompts per shard. Each finished shard is written atomically, so a killed run resumes from its last
@@ -119,6 +125,9 @@ class GenerationSettings(Section):
             del dump["stop"]  # no stop: the keys of runs made before the setting existed
         if dump["repetition_stop"] is None:
             del dump["repetition_stop"]
+        del dump["sample_temperature"]  # a sampling stage gets it as its `temperature`
+        if dump["samples"] == 1:
+            del dump["samples"]  # one answer per prompt: the keys of runs made before sampling existed
         return dump
 
 

@@ -29,6 +29,8 @@ class Sampling:
     """Strings that end an answer (finish reason `stop`, the string not in the text)."""
     repetition: RepetitionStop | None = None
     """End an answer that loops (finish reason `repetition`)."""
+    n: int = 1
+    """Answers per conversation (one request with n samples; the result lists a conversation's n together)."""
 
 
 def ends_in_loop(tokens: list[int], rule: RepetitionStop) -> bool:
@@ -53,7 +55,9 @@ class Completion:
 class Backend(Protocol):
     name: str
 
-    def generate(self, conversations: list[list[Message]], sampling: Sampling) -> list[Completion]: ...
+    def generate(self, conversations: list[list[Message]], sampling: Sampling) -> list[Completion]:
+        """`sampling.n` completions per conversation, conversation by conversation."""
+        ...
 
     def close(self) -> None: ...
 
@@ -85,12 +89,13 @@ class VllmBackend:
         rule = sampling.repetition
         params = SamplingParams(max_tokens=sampling.max_new_tokens, temperature=sampling.temperature,
                                 top_p=sampling.top_p, seed=sampling.seed, stop=list(sampling.stop) or None,
+                                n=sampling.n,
                                 repetition_detection=RepetitionDetectionParams(
                                     max_pattern_size=rule.max_pattern, min_pattern_size=rule.min_pattern,
                                     min_count=rule.min_count) if rule else None)
         outputs = self.llm.chat(conversations, params, use_tqdm=True)
-        return [Completion(o.outputs[0].text, o.outputs[0].finish_reason, len(o.outputs[0].token_ids))
-                for o in outputs]
+        return [Completion(c.text, c.finish_reason, len(c.token_ids))
+                for o in outputs for c in sorted(o.outputs, key=lambda c: c.index)]
 
     def close(self) -> None:
         engine = getattr(self.llm, "llm_engine", None)
@@ -127,7 +132,7 @@ class HfBackend:
         torch = self.torch
         encoded = self._encode(conversations)
         order = sorted(range(len(encoded)), key=lambda i: -len(encoded[i]))  # similar lengths batch well
-        results: dict[int, Completion] = {}
+        results: dict[int, list[Completion]] = {}
         eos = self.model.generation_config.eos_token_id
         eos_ids = set(eos if isinstance(eos, list) else [eos]) | {self.tokenizer.eos_token_id}
         torch.manual_seed(sampling.seed)
@@ -141,10 +146,12 @@ class HfBackend:
                     temperature=None if greedy else sampling.temperature,
                     top_p=None if greedy else sampling.top_p, top_k=None,
                     pad_token_id=self.tokenizer.pad_token_id, stop_strings=list(sampling.stop) or None,
-                    tokenizer=self.tokenizer, stopping_criteria=self._loop_criteria(sampling, batch))
-            new = out[:, batch["input_ids"].shape[1]:]
-            results.update({i: self._completion(row, eos_ids, sampling) for row, i in zip(new.tolist(), idx)})
-        return [results[i] for i in range(len(encoded))]
+                    tokenizer=self.tokenizer, stopping_criteria=self._loop_criteria(sampling, batch),
+                    num_return_sequences=sampling.n)
+            rows = [self._completion(r, eos_ids, sampling) for r in out[:, batch["input_ids"].shape[1]:].tolist()]
+            n = sampling.n  # a prompt's n rows are adjacent
+            results.update({i: rows[j * n:(j + 1) * n] for j, i in enumerate(idx)})
+        return [c for i in range(len(encoded)) for c in results[i]]
 
     def _loop_criteria(self, sampling: Sampling, batch):
         """transformers stops rows that loop (the same rule as vLLM) once every row is done."""

@@ -1,95 +1,68 @@
-"""Target strategies by name: which text each training example learns (the method under test).
+"""Target strategies by name: which texts each training example learns (the method under test).
 
-A strategy sees, per example, the base model's own answer and its verdict, and the paraphrase of
-the gold answer with its verdict (when one was made), and picks the target text and its source.
+A strategy sees, per example, the evidence the flow gathered (tasks/methods/evidence.py): the base model's
+greedy answer, its k sampled answers, paraphrases of the gold answer, each with its verdict, and the
+familiarity of the correct answers. It returns the example's targets: usually one, several for rejection
+sampling, none when the example is dropped. README "Arms" gives each strategy's sentence and reference.
 """
 from __future__ import annotations
 
 from collections import Counter
-from dataclasses import dataclass
-from typing import Callable
 
-from tasks.core.records import Target, TargetSource, Verdict
-from tasks.core.registry import Registry
+import tasks.methods.sampled  # noqa: F401  (registers rft and s3ft_k)
+from tasks.core.method_settings import RftSettings
+from tasks.core.records import Target
+from tasks.methods.base import (SOURCES, Choice, Strategy, correct, get_strategy, gold, own_correct,  # noqa: F401
+                                register_strategy, strategy_names)
 from tasks.methods.evidence import Evidence
 
-
-@dataclass(frozen=True)
-class Strategy:
-    name: str
-    needs_generation: bool
-    """Whether the base model's own answers are needed."""
-    paraphrase_when: Callable[[Evidence], bool]
-    """Which examples get a paraphrase of their gold answer."""
-    choose: Callable[[Evidence], tuple[str, TargetSource]]
+def _paraphrase_or_gold(ev: Evidence) -> Choice:
+    if correct(ev.paraphrase_verdict) and ev.paraphrase is not None:
+        return [(ev.paraphrase.text, "paraphrase")]
+    return gold(ev)
 
 
-STRATEGIES: Registry[Strategy] = Registry("arm")
+def _s3ft(ev: Evidence, _: RftSettings) -> Choice:
+    return [(ev.own.text, "self")] if own_correct(ev) else _paraphrase_or_gold(ev)
 
 
-def register_strategy(strategy: Strategy) -> Strategy:
-    return STRATEGIES.add(strategy.name, strategy)
+def _ssr(ev: Evidence, _: RftSettings) -> Choice:
+    return [(ev.own.text, "self")] if own_correct(ev) else gold(ev)
 
 
-def strategy_names() -> list[str]:
-    return STRATEGIES.names()
+register_strategy(Strategy(name="sft", choose=lambda ev, _: gold(ev)))
+# S3FT (Gupta et al. 2025): the own answer when correct, else a correct paraphrase of gold, else gold.
+register_strategy(Strategy(name="s3ft", choose=_s3ft, needs_generation=True,
+                           paraphrase_when=lambda ev: not correct(ev.own_verdict)))
+# SSR, Selective Self-Rehearsal (Gupta et al. 2024): the own answer when correct, else gold; no paraphrases
+# (S3FT's "no paraphrase" ablation).
+register_strategy(Strategy(name="ssr", choose=_ssr, needs_generation=True))
+# SDFT (Yang et al. 2024): every gold answer is rewritten by the model, kept when the rewrite is judged
+# correct, else gold. No own answers needed.
+register_strategy(Strategy(name="sdft", choose=lambda ev, _: _paraphrase_or_gold(ev), paraphrase_when=lambda ev: True))
 
 
-def get_strategy(name: str) -> Strategy:
-    return STRATEGIES.get(name)
-
-
-def _correct(v: Verdict | None) -> bool:
-    return v is not None and v.outcome == "correct"
-
-
-def _s3ft_choose(ev: Evidence) -> tuple[str, TargetSource]:
-    if _correct(ev.own_verdict) and ev.own is not None:
-        return ev.own.text, "self"
-    if _correct(ev.paraphrase_verdict) and ev.paraphrase is not None:
-        return ev.paraphrase.text, "paraphrase"
-    return ev.example.gold, "gold"
-
-
-def _own_is_wrong(ev: Evidence) -> bool:
-    return not _correct(ev.own_verdict)
-
-
-register_strategy(Strategy(name="sft", needs_generation=False, paraphrase_when=lambda ev: False,
-                           choose=lambda ev: (ev.example.gold, "gold")))
-register_strategy(Strategy(name="s3ft", needs_generation=True, paraphrase_when=_own_is_wrong,
-                           choose=_s3ft_choose))
-
-
-def _sdft_choose(ev: Evidence) -> tuple[str, TargetSource]:
-    if _correct(ev.paraphrase_verdict) and ev.paraphrase is not None:
-        return ev.paraphrase.text, "paraphrase"
-    return ev.example.gold, "gold"
-
-
-# SDFT (Yang et al. 2024), the paper's closest baseline: every gold answer is rewritten by the model,
-# kept when the rewrite is judged correct, else the gold answer is the target. No own answers needed.
-register_strategy(Strategy(name="sdft", needs_generation=False, paraphrase_when=lambda ev: True,
-                           choose=_sdft_choose))
-
-
-def build_targets(strategy: Strategy, evidence: list[Evidence]) -> list[Target]:
-    """One target per example: the prompt plus the chosen assistant answer."""
-    out = []
-    for ev in evidence:
-        text, source = strategy.choose(ev)
-        out.append(Target(example_id=ev.example.id, source=source,
-                          messages=ev.example.prompt_messages + [{"role": "assistant", "content": text}]))
-    return out
+def build_targets(strategy: Strategy, evidence: list[Evidence], settings: RftSettings | None = None) -> list[Target]:
+    """The targets of every example in order: the prompt plus each chosen assistant answer."""
+    settings = settings or RftSettings()
+    return [Target(example_id=ev.example.id, source=source,
+                   messages=ev.example.prompt_messages + [{"role": "assistant", "content": text}])
+            for ev in evidence for text, source in strategy.choose(ev, settings)]
 
 
 def source_counts(targets: list[Target]) -> dict[str, int]:
     """How many targets came from each source: the mix S3FT is about."""
     counts = Counter(t.source for t in targets)
-    return {k: counts.get(k, 0) for k in ("self", "paraphrase", "gold")}
+    return {k: counts.get(k, 0) for k in SOURCES}
 
 
-def paraphrase_ids(arms: list[str], evidence: list[Evidence]) -> list[str]:
-    """Examples that any of these arms' strategies wants paraphrased (S3FT: the wrongly answered ones)."""
-    strategies = [get_strategy(a) for a in arms]
-    return sorted(ev.example.id for ev in evidence if any(s.paraphrase_when(ev) for s in strategies))
+def target_counts(targets: list[Target], examples: int) -> dict[str, int]:
+    """The target mix, the examples with no target (`dropped`) and the sequences trained on (`n`)."""
+    return {**source_counts(targets), "dropped": examples - len({t.example_id for t in targets}), "n": len(targets)}
+
+
+def paraphrase_ids(arm: str, evidence: list[Evidence]) -> list[str]:
+    """Examples whose gold answer this arm's strategy wants paraphrased (S3FT: the wrongly answered ones)."""
+    wants = get_strategy(arm).paraphrase_when
+    return sorted(ev.example.id for ev in evidence if wants(ev))
+

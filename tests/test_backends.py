@@ -95,3 +95,30 @@ def test_vllm_and_hf_stop_answers_at_the_same_place(bundled_model_dir):
     assert "repetition" in reasons, reasons
     assert any("\n\n" in p.text and "\n\n" not in o.text for p, o in zip(plain, hf_out))  # a stop string cut one
     assert all(p.text.startswith(o.text) and o.n_tokens <= p.n_tokens for p, o in zip(plain, hf_out))
+
+
+def _samples_by_prompt(backend, conversations, n: int, seed: int = 0) -> list[list[str]]:
+    out = backend.generate(conversations, Sampling(max_new_tokens=24, temperature=1.0, seed=seed, n=n))
+    assert len(out) == n * len(conversations)
+    return [[o.text for o in out[i * n:(i + 1) * n]] for i in range(len(conversations))]
+
+
+@pytest.mark.slow
+@pytest.mark.skipif(importlib.util.find_spec("vllm") is None, reason="vllm not installed")
+def test_k_samples_come_grouped_per_prompt_from_both_engines_and_follow_the_seed(bundled_model_dir):
+    """n=k: each prompt's k answers together, in prompt order; k different answers; the same seed, the same
+    samples (an engine's own; vLLM and transformers draw differently)."""
+    conversations = [[{"role": "user", "content": p}] for p in PROMPTS[:3]]
+    hf = HfBackend(bundled_model_dir, "float32", batch_size=2)  # prompts of one batch and of two
+    hf_a, hf_b = _samples_by_prompt(hf, conversations, 3), _samples_by_prompt(hf, conversations, 3)
+    hf.close()
+    vllm = VllmBackend(bundled_model_dir, "float32", VllmSettings(), seed=0)
+    try:
+        v_a, v_b = _samples_by_prompt(vllm, conversations, 3), _samples_by_prompt(vllm, conversations, 3)
+        v_other = _samples_by_prompt(vllm, conversations, 3, seed=1)
+        alone = _samples_by_prompt(vllm, conversations[1:2], 3)  # a prompt's samples do not depend on its batch
+    finally:
+        vllm.close()
+    for samples in (hf_a, v_a):
+        assert all(len(set(s)) > 1 for s in samples), samples  # k draws, not k copies of one
+    assert hf_a == hf_b and v_a == v_b and v_other != v_a and alone == v_a[1:2]

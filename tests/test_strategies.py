@@ -86,12 +86,13 @@ def test_sdft_paraphrases_every_answer_and_ignores_the_own_one():
 
 # --- the methods over k samples, and ssr, on constructed evidence -------------------------------------------
 from tasks.core.method_settings import RftSettings  # noqa: E402
+from tasks.methods.evidence import Judged  # noqa: E402
 from tasks.methods.sampled import dedupe_key, equations  # noqa: E402
 from tasks.methods.strategies import target_counts  # noqa: E402
 
 
 def _s(j, text, outcome):
-    return (Generation(example_id=f"e#s{j}", model_ref="m", text=text), _v(outcome))
+    return Judged(Generation(example_id=f"e#s{j}", model_ref="m", text=text), _v(outcome))
 
 
 def _all(arm, settings=None, **kw):
@@ -112,9 +113,9 @@ def test_rft_trains_on_distinct_correct_samples_and_drops_or_falls_back():
                _s(2, "2+2 = 4.  the answer is 4!", "correct"), _s(3, "Two and two: 2 + 2 = 4, so 4", "correct"),
                _s(4, "4", "error"))
     text = RftSettings(dedupe="text")
-    assert _all("rft", text, samples=samples) == [(samples[0][0].text, "self"), (samples[3][0].text, "self")]
+    assert _all("rft", text, samples=samples) == [(samples[0].answer.text, "self"), (samples[3].answer.text, "self")]
     eqs = RftSettings(dedupe="equations")  # the same equation: one target
-    assert _all("rft", eqs, samples=samples) == [(samples[0][0].text, "self")]
+    assert _all("rft", eqs, samples=samples) == [(samples[0].answer.text, "self")]
     none = (_s(0, "5", "incorrect"), _s(1, "4", "error"))
     assert _all("rft", RftSettings(fallback="drop"), samples=none) == []
     assert _all("rft", RftSettings(fallback="gold"), samples=none) == [(EX.gold, "gold")]
@@ -165,7 +166,7 @@ def test_collect_evidence_groups_samples_by_question_in_order(tmp_path):
     files = {"samples": artifact_for(write_jsonl(tmp_path / "g.jsonl", gens)),
              "sample_verdicts": artifact_for(write_jsonl(tmp_path / "v.jsonl", verdicts))}
     ev = collect_evidence(ex, files)
-    assert [[(g.text, v.outcome) for g, v in e.samples] for e in ev] == [
+    assert [[(s.answer.text, s.verdict.outcome) for s in e.samples] for e in ev] == [
         [("e0", "incorrect"), ("e1", "correct")], [("f0", "incorrect"), ("f1", "correct")]]
     with pytest.raises(KeyError, match="unknown evidence"):
         collect_evidence(ex, {"sample": files["samples"]})

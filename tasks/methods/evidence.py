@@ -15,7 +15,12 @@ class Familiar(Record):
     mean_logprob: float
 
 
-Judged = tuple[Generation, Verdict | None]
+@dataclass(frozen=True)
+class Judged:
+    """One of several answers to an example (a sample, a paraphrase attempt) and its verdict."""
+
+    answer: Generation
+    verdict: Verdict | None
 
 
 @dataclass(frozen=True)
@@ -50,7 +55,7 @@ def _judged(answers: Artifact | None, verdicts: Artifact | None) -> dict[str, li
         return out
     said = _by_id(verdicts, Verdict)
     for g in read_jsonl(Path(answers.path), Generation):
-        out.setdefault(sampled_from(g.example_id), []).append((g, said.get(g.example_id)))
+        out.setdefault(sampled_from(g.example_id), []).append(Judged(g, said.get(g.example_id)))
     return out
 
 

@@ -42,11 +42,11 @@ def _rft(ev: Evidence, settings: RftSettings) -> Choice:
     """Every distinct correct sample, in sample order; none correct: dropped, or gold (`rft.fallback`)."""
     seen: set[tuple[str, ...]] = set()
     out: Choice = []
-    for g, v in ev.samples:
-        key = dedupe_key(g.text, settings.dedupe)
-        if correct(v) and key not in seen:
+    for s in ev.samples:
+        key = dedupe_key(s.answer.text, settings.dedupe)
+        if correct(s.verdict) and key not in seen:
             seen.add(key)
-            out.append((g.text, "self"))
+            out.append((s.answer.text, "self"))
     if out or settings.fallback == "drop":
         return out
     return gold(ev)
@@ -54,7 +54,7 @@ def _rft(ev: Evidence, settings: RftSettings) -> Choice:
 
 def correct_answers(ev: Evidence) -> list[str]:
     """The example's correct own answers: the greedy one first, then the correct samples in order."""
-    return ([ev.own.text] if own_correct(ev) else []) + [g.text for g, v in ev.samples if correct(v)]
+    return ([ev.own.text] if own_correct(ev) else []) + [s.answer.text for s in ev.samples if correct(s.verdict)]
 
 
 def most_familiar(ev: Evidence, texts: list[str]) -> str:
@@ -70,9 +70,9 @@ def _s3ft_k(ev: Evidence, _: RftSettings) -> Choice:
     """The most familiar correct answer; else the first correct of k paraphrase attempts; else gold."""
     if own := correct_answers(ev):
         return [(most_familiar(ev, own), "self")]
-    for g, v in ev.attempts:
-        if correct(v):
-            return [(g.text, "paraphrase")]
+    for attempt in ev.attempts:
+        if correct(attempt.verdict):
+            return [(attempt.answer.text, "paraphrase")]
     return gold(ev)
 
 

@@ -112,7 +112,7 @@ def test_k_samples_come_grouped_per_prompt_from_both_engines_and_follow_the_seed
     hf = HfBackend(bundled_model_dir, "float32", batch_size=2)  # prompts of one batch and of two
     hf_a, hf_b = _samples_by_prompt(hf, conversations, 3), _samples_by_prompt(hf, conversations, 3)
     hf.close()
-    vllm = VllmBackend(bundled_model_dir, "float32", VllmSettings(), seed=0)
+    vllm = VllmBackend(bundled_model_dir, "float32", VllmSettings(), seed=0, sampling=True)
     try:
         v_a, v_b = _samples_by_prompt(vllm, conversations, 3), _samples_by_prompt(vllm, conversations, 3)
         v_other = _samples_by_prompt(vllm, conversations, 3, seed=1)
@@ -122,3 +122,22 @@ def test_k_samples_come_grouped_per_prompt_from_both_engines_and_follow_the_seed
     for samples in (hf_a, v_a):
         assert all(len(set(s)) > 1 for s in samples), samples  # k draws, not k copies of one
     assert hf_a == hf_b and v_a == v_b and v_other != v_a and alone == v_a[1:2]
+
+
+@pytest.mark.slow
+@pytest.mark.skipif(importlib.util.find_spec("vllm") is None, reason="vllm not installed")
+def test_seeded_sampling_of_prompts_longer_than_one_step_runs_on_vllm(bundled_model_dir):
+    """Long prompts (NQ passages) overflow one scheduler step; seeded sampling must still run and repeat
+    (vLLM on CPU used to crash here: it rewinds a chunk-prefilled request's generator, which CPU cannot)."""
+    passage = " ".join(f"Sentence {i} of the passage says that the river is long and the city is old." for i in range(80))
+    conversations = [[{"role": "user", "content": f"Passage {q}. {passage}\nHow long is the river?"}] for q in range(10)]
+    vllm = VllmBackend(bundled_model_dir, "float32", VllmSettings(), seed=0, sampling=True)
+    try:
+        tok = vllm.llm.get_tokenizer()
+        tokens = sum(len(tok(tok.apply_chat_template(c, tokenize=False))["input_ids"]) for c in conversations)
+        assert tokens > 3 * 4096  # several steps of vLLM's token budget on CPU (distinct prompts: no prefix hits)
+        first = vllm.generate(conversations, Sampling(max_new_tokens=6, temperature=1.0, seed=3, n=2))
+        again = vllm.generate(conversations, Sampling(max_new_tokens=6, temperature=1.0, seed=3, n=2))
+    finally:
+        vllm.close()
+    assert len(first) == 20 and [c.text for c in first] == [c.text for c in again]

@@ -115,3 +115,24 @@ def test_adding_sdft_recomputes_only_its_paraphrases_training_and_evaluation(run
                 "train:sdft", "merge:sdft", "generate:test:sdft", "judge:test:sdft", "drift:sdft", "familiarity:sdft"}
     assert expected <= new
     assert before.keys() <= after.keys()
+
+
+@pytest.mark.slow
+def test_mlflow_has_a_methods_row_per_arm(runs, tmp_path_factory):
+    """Each arm's MLflow run carries the methods table's columns under the names every arm uses."""
+    import mlflow
+
+    first, _ = runs
+    results = {r["arm"]: r for r in first["results"]}
+    store = Path(first["report"]["markdown"]).parents[2]
+    mlflow.set_tracking_uri(f"sqlite:///{store / 'mlflow.db'}")
+    runs_ = mlflow.search_runs(experiment_names=["s3ft-methods-test"], output_format="list")
+    arms = {r.data.tags["arm"]: r.data.metrics for r in runs_
+            if r.data.tags.get("mlflow.parentRunId") == first["mlflow_run_id"] and "arm" in r.data.tags}
+    assert set(arms) == {"base", "sft", "s3ft", "ssr", "rft", "s3ft_k"}
+    for arm in ("sft", "s3ft", "ssr", "rft", "s3ft_k"):
+        t = results[arm]["targets"]
+        assert arms[arm]["targets/trained"] == t["n"] == t["self"] + t["paraphrase"] + t["gold"]
+        assert arms[arm]["targets/dropped"] == t["dropped"]
+        assert {"indomain/delta_pts", "indomain/delta_pts_ci_low", "drift/kl"} <= set(arms[arm])
+    assert results["rft"]["targets"]["dropped"] == 0  # rft.fallback=gold here: no question is dropped

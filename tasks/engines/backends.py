@@ -65,11 +65,12 @@ class Backend(Protocol):
 class VllmBackend:
     name = "vllm"
 
-    def __init__(self, model_dir: Path, dtype: str, settings: VllmSettings, seed: int):
+    def __init__(self, model_dir: Path, dtype: str, settings: VllmSettings, seed: int, sampling: bool = False):
         single = settings.tensor_parallel_size == 1 and settings.data_parallel_size == 1
         if single:  # in-process engine: ~4 s start on CPU instead of ~15-20 s
             os.environ.setdefault("VLLM_ENABLE_V1_MULTIPROCESSING", "0")
         from vllm import LLM
+        from vllm.platforms import current_platform
 
         kwargs = dict(model=str(model_dir), dtype=dtype, seed=seed, enforce_eager=settings.enforce_eager,
                       max_model_len=settings.max_model_len,
@@ -79,6 +80,12 @@ class VllmBackend:
             kwargs["data_parallel_size"] = settings.data_parallel_size
         if settings.kv_cache_gib is not None:
             kwargs["kv_cache_memory_bytes"] = int(settings.kv_cache_gib * (1 << 30))
+        if sampling and current_platform.is_cpu():
+            # vLLM on CPU crashes ("CPU Generator does not use offset") when a seeded sampling request is
+            # prefilled in chunks: it rewinds the request's generator after the partial step, which only CUDA
+            # generators can. Without chunked prefill every prompt is prefilled whole (greedy engines keep it).
+            # The step's token budget stays vLLM's CPU default (4096), and holds any whole prompt.
+            kwargs.update(enable_chunked_prefill=False, max_num_batched_tokens=max(settings.max_model_len, 4096))
         self.llm = LLM(**kwargs)
 
     def generate(self, conversations: list[list[Message]], sampling: Sampling) -> list[Completion]:
@@ -196,12 +203,13 @@ _ENGINES: dict[tuple, Backend] = {}
 def get_backend(model_dir: Path, dtype: str, settings: GenerationSettings, vllm: VllmSettings) -> Backend:
     """A (cached) engine for a model folder; one engine is kept at a time to bound memory."""
     name = settings.resolved().backend
-    key = (name, str(model_dir), dtype, vllm.model_dump_json(), settings.hf_batch_size, settings.seed)
+    sampling = settings.temperature > 0  # a sampling engine may be set up differently (VllmBackend)
+    key = (name, str(model_dir), dtype, vllm.model_dump_json(), settings.hf_batch_size, settings.seed, sampling)
     if key not in _ENGINES:
         release_backends()
         log.info("starting %s engine for %s", name, model_dir)
         if name == "vllm":
-            _ENGINES[key] = VllmBackend(model_dir, dtype, vllm, settings.seed)
+            _ENGINES[key] = VllmBackend(model_dir, dtype, vllm, settings.seed, sampling)
         else:
             _ENGINES[key] = HfBackend(model_dir, dtype, settings.hf_batch_size)
     return _ENGINES[key]

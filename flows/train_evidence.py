@@ -86,7 +86,8 @@ def answer_train_split(run: StageRunner, cfg: ExperimentConfig, base: Model, exa
     if any(s.needs_generation for s in strategies.values()):
         own = answer_and_judge(run, cfg, "train", base, examples, cfg.generation.max_new_tokens, judge_model)
     if any(s.needs_samples for s in strategies.values()):
-        samples = answer_and_judge(run, cfg, "train:samples", base, examples, cfg.generation.max_new_tokens,
+        # "samples:train", not "train:samples": Prefect's console renders ":train:" as an emoji
+        samples = answer_and_judge(run, cfg, "samples:train", base, examples, cfg.generation.max_new_tokens,
                                    judge_model, samples=cfg.generation.samples)
     answers = _files(own, "own", "own_verdicts") | _files(samples, "samples", "sample_verdicts")
     paraphrases = paraphrase_arms(run, cfg, base, examples, collect_evidence(examples, answers), judge_model,

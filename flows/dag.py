@@ -18,8 +18,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from flows.answering import (NO_STOPS, Model, answer_and_judge, generate_inputs, generation_vllm,  # noqa: F401
-                             judge_steps, llm_judge_model)
+from flows.answering import NO_STOPS, Model, answer_and_judge, generate_inputs, judge_steps, llm_judge_model
 from flows.results import ArmRun, Evaluation, SeedRun
 from flows.runner import StageRunner
 from flows.train_evidence import TrainEvidence, answer_train_split

@@ -54,7 +54,7 @@ def first_step(examples: list[Example], gens: list[Generation]) -> list[Verdict]
 def full_judge(examples: list[Example], gens: list[Generation], cfg: ExperimentConfig, model_dir: Path,
                model_ref: str) -> list[Verdict]:
     """Step 1 then the LLM judge, as the flow runs them (without the cache)."""
-    from flows.dag import generation_vllm
+    from flows.answering import generation_vllm
     from tasks.generate import generate_answers
     from tasks.llm_judge_merge import merge_llm_verdicts
     from tasks.llm_judge_prompts import judge_prompts

@@ -188,13 +188,15 @@ def test_metrics_drops_and_report():
                "mmlu/acc": Delta(estimate=-0.05, low=-0.08, high=-0.01, n=114, p=0.2),
                "truthfulqa_mc2/acc": Delta(estimate=0.01, low=-0.02, high=0.03, n=16),
                "general/avg": Delta(estimate=-0.02, low=-0.04, high=0.0, n=130)}
+    mix = {"self": 4, "paraphrase": 3, "gold": 2, "dropped": 1, "n": 9}
     table = markdown_table("gsm8k", [ArmResult(arm="base", accuracy=0.1, stderr=0.01, n=10, general=m),
                                      ArmResult(arm="s3ft", accuracy=0.2, stderr=0.01, n=10, general=arm,
-                                               drops=drops, vs_base=vs_base)])
+                                               drops=drops, vs_base=vs_base, targets=mix)])
     assert "| s3ft | 25.0 ± n/a | 41.0 ± n/a |" in table  # scores (no stderr given: n/a)
     assert "| s3ft | +5.0 [+1.0, +8.0] | -1.0 [-3.0, +2.0] | +2.0 [+0.0, +4.0] |" in table  # paired drops
-    assert "| s3ft | 20.0 | 1.0 | +10.0 [+2.0, +18.0] | 0.040 | 10 |" in table  # in-domain, paired
-    assert "| s3ft | +10.0 [+2.0, +18.0] | +2.0 [+0.0, +4.0] |  |" in table  # the trade-off's numbers
+    assert "| s3ft | 20.0 | 1.0 | +10.0 [+2.0, +18.0] | 0.040 | 10 | 4 | 3 | 2 |" in table  # in-domain, paired
+    # the methods row: target mix, examples dropped, sequences trained, in-domain change, drop (no drift here)
+    assert "| s3ft | 4 | 3 | 2 | 1 | 9 | +10.0 [+2.0, +18.0] | +2.0 [+0.0, +4.0] |  |" in table
     fam = markdown_table("gsm8k", [ArmResult(arm="s3ft", accuracy=0.2, stderr=0.01, n=10,
                                              familiarity={"self": -0.41, "gold": -1.234})])
     assert "| s3ft | -0.410 |  | -1.234 |" in fam

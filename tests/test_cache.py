@@ -2,7 +2,8 @@
 very inputs the flow passes (flows/dag.py), not from hand-made parameter dicts."""
 import pytest
 
-from flows.dag import Model, generate_inputs, train_inputs
+from flows.answering import Model, generate_inputs
+from flows.dag import train_inputs
 from tasks.core.config_file import load_config
 from tasks.core.records import Artifact
 from tasks.generate import generate
@@ -80,7 +81,7 @@ def test_stage_versions_and_names_are_declared_once_on_the_stage():
 
 
 def test_stop_settings_key_the_task_answers_only_and_their_absence_keeps_old_keys():
-    from flows.dag import NO_STOPS
+    from flows.answering import NO_STOPS
 
     plain = load_config("configs/quickstart.yaml")
     assert "stop" not in plain.generation.key_dump() and "repetition_stop" not in plain.generation.key_dump()

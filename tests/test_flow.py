@@ -88,7 +88,7 @@ def test_s3ft_targets_are_own_answers_when_correct_then_correct_paraphrases_then
     assert all(t.messages[-1]["content"] == own_text[t.example_id] for t in targets if t.source == "self")
     assert all(t.source == "gold" for t in _records(summary, "targets:sft", Target))
     results = {r["arm"]: r for r in summary["results"]}
-    assert set(results) == {"base", "sft", "s3ft"} and results["s3ft"]["targets"] == counts
+    assert set(results) == {"base", "sft", "s3ft"} and results["s3ft"]["targets"] == {**counts, "dropped": 0, "n": 6}
 
 
 @pytest.mark.slow
@@ -120,7 +120,7 @@ def test_familiarity_scores_every_target_of_both_arms_under_the_base_model(first
     summary, _ = first
     results = {r["arm"]: r for r in summary["results"]}
     fam = {arm: json.loads(Path(_stage(summary, f"familiarity:{arm}")["path"]).read_text())[arm] for arm in ("sft", "s3ft")}
-    counts = {s: n for s, n in results["s3ft"]["targets"].items() if n}
+    counts = {s: n for s, n in results["s3ft"]["targets"].items() if n and s in ("self", "paraphrase", "gold")}
     assert {s: v["n"] for s, v in fam["s3ft"].items() if v["n"]} == counts
     assert fam["sft"]["gold"]["n"] == 6 and results["sft"]["familiarity"]["gold"] == fam["sft"]["gold"]["mean_logprob"]
 

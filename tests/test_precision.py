@@ -7,7 +7,8 @@ from pathlib import Path
 
 import pytest
 
-from flows.dag import Model, benchmark_dtype, train_inputs, training_bf16
+from flows.answering import Model
+from flows.dag import benchmark_dtype, train_inputs, training_bf16
 from flows.experiment import precision_line
 from tasks.core import settings as settings_module
 from tasks.core.config_file import load_config

@@ -17,9 +17,11 @@ ROOT = Path(__file__).resolve().parents[1]
 ARMS = "[base, sft, s3ft, ssr, rft, s3ft_k]"
 TINY = ["model.dtype=float32", "data.train_size=8", "data.test_size=4", "generation.samples=4",
         "generation.max_new_tokens=40", "paraphrase.max_new_tokens=40", "evaluation.max_new_tokens=40",
-        "training.max_steps=2", "training.batch_size=4", "benchmarks.names=[]", "drift.prompts=6",
-        "drift.max_new_tokens=16", "diagnostics.familiarity_max_per_source=4", "rft.fallback=gold",
-        "tracking.experiment=s3ft-methods-test"]
+        "training.max_steps=1", "training.batch_size=4", "benchmarks.names=[]", "drift.prompts=4",
+        "drift.max_new_tokens=12", "judge.llm.enabled=false", "diagnostics.familiarity=false",
+        "rft.fallback=gold", "tracking.experiment=s3ft-methods-test"]
+# The normalized-match judge alone (no LLM step) and no familiarity diagnostic keep the CI cost down; the LLM
+# judge over samples is exercised by `make methods`, and its stages are tests/test_flow.py's.
 
 
 def _run(out: Path, arms: str) -> dict:
@@ -97,10 +99,14 @@ def test_each_arm_trains_on_what_its_strategy_says(runs):
         best = max(candidates, key=lambda t: familiar.get((eid, t), 0.0)) if len(candidates) > 1 else candidates[0]
         assert text["s3ft_k"][eid] == best
     assert sum(t.source == "self" for t in targets["s3ft_k"]) >= sum(t.source == "self" for t in targets["s3ft"])
-    # paraphrase attempts: k per example that has no correct answer at all
-    attempts = _records(first, "generate:paraphrase:s3ft_k", Generation)
-    assert {sampled_from(g.example_id) for g in attempts} == {e.id for e in _records(first, "load_examples:train",
-                                                                                    Example)} - set(own) - set(sampled)
+    # paraphrase attempts: k per example that has no correct answer at all (no stage when every one has)
+    examples = _records(first, "load_examples:train", Example)
+    unanswered = [e.id for e in examples if e.id not in own and e.id not in sampled]
+    if unanswered:
+        attempts = _records(first, "generate:paraphrase:s3ft_k", Generation)
+        assert [g.example_id for g in attempts] == [f"{i}#s{j}" for i in unanswered for j in range(4)]
+    else:
+        assert "generate:paraphrase:s3ft_k" not in _stages(first)
 
 
 @pytest.mark.slow
@@ -114,9 +120,8 @@ def test_adding_sdft_recomputes_only_its_paraphrases_training_and_evaluation(run
     # sdft's own work is computed; a new stage whose inputs equal an existing one's is a cache hit (the LLM
     # judge's replies when sdft's deferred paraphrases are s3ft's), which is content addressing at work
     assert not any(after[label]["cached"] for label in ("generate:paraphrase:sdft", "train:sdft", "generate:test:sdft"))
-    expected = {"paraphrase_prompts:sdft", "generate:paraphrase:sdft", "judge:paraphrase:sdft", "targets:sdft",
-                "train:sdft", "merge:sdft", "generate:test:sdft", "judge:test:sdft", "drift:sdft", "familiarity:sdft"}
-    assert expected <= new
+    assert new == {"paraphrase_prompts:sdft", "generate:paraphrase:sdft", "judge:paraphrase:sdft", "targets:sdft",
+                   "train:sdft", "merge:sdft", "generate:test:sdft", "judge:test:sdft", "drift:sdft"}
     assert before.keys() <= after.keys()
 
 

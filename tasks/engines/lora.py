@@ -148,7 +148,7 @@ def train_adapter(model_dir: Path, targets: list[Target], lora: LoraSettings, se
     if not targets:
         raise ValueError("no training targets: the train split is empty. Fix: raise data.train_size")
     if not torch.cuda.is_available():
-        torch.set_num_threads(settings.threads or os.cpu_count() or 1)
+        torch.set_num_threads(process_threads(settings))
     set_seed(settings.seed)
     tokenizer = AutoTokenizer.from_pretrained(model_dir)
     if tokenizer.pad_token is None:
@@ -176,11 +176,18 @@ def train_adapter(model_dir: Path, targets: list[Target], lora: LoraSettings, se
              "seconds": round(seconds, 2), "train_loss": float(result.training_loss),
              "final_loss": losses[-1] if losses else float("nan"),
              "tokens_per_s": round(tokens / max(seconds, 1e-9), 1), "resumed_from_step": resumed_from,
-             "loss_history": losses}
-    write_text_atomic(out / "train_log.json", json.dumps(stats, indent=1))
-    if trainer.is_world_process_zero():
+             "world_size": world, "loss_history": losses}
+    if trainer.is_world_process_zero():  # one writer: rank 0's losses, its adapter, its log
+        write_text_atomic(out / "train_log.json", json.dumps(stats, indent=1))
         shutil.rmtree(out / "checkpoints", ignore_errors=True)  # the adapter is saved; resuming is moot
     return stats
+
+
+def process_threads(settings: TrainingSettings) -> int:
+    """torch threads of one training process on CPU: `training.threads`, else the cores shared out among the
+    processes of this machine (two DDP processes on 2 cores get one each: more would spin against each other)."""
+    local = int(os.environ.get("LOCAL_WORLD_SIZE", "1"))
+    return settings.threads or max(1, (os.cpu_count() or 1) // local)
 
 
 def accelerate_command(targets: Path, model_dir: Path, lora: LoraSettings, settings: TrainingSettings,
@@ -193,13 +200,42 @@ def accelerate_command(targets: Path, model_dir: Path, lora: LoraSettings, setti
 
 def train_with_accelerate(targets: Path, model_dir: Path, lora: LoraSettings, settings: TrainingSettings,
                           out: Path) -> dict:
-    """Train under `accelerate launch` (every device runs `main` below); returns rank 0's training stats."""
+    """Train under `accelerate launch` (every device runs `main` below); returns rank 0's training stats.
+
+    The launcher and its workers form one process group: an interrupted stage (Ctrl-C, a cancelled flow run)
+    takes all of them down, and the checkpoints they wrote let the next run resume."""
+    import signal
     import subprocess
 
     cmd = accelerate_command(targets, model_dir, lora, settings, out)
     run_logger().info("launching: %s", " ".join(cmd))
-    subprocess.run(cmd, check=True)
+    proc = subprocess.Popen(cmd, start_new_session=True)
+    try:
+        code = proc.wait()
+    except BaseException:
+        os.killpg(proc.pid, signal.SIGTERM)
+        try:
+            proc.wait(timeout=30)
+        except subprocess.TimeoutExpired:
+            os.killpg(proc.pid, signal.SIGKILL)
+        raise
+    if code != 0:
+        raise RuntimeError(f"`accelerate launch` exited with code {code} (its output is above): {' '.join(cmd)}")
     return json.loads((out / "train_log.json").read_text())
+
+
+def die_with_launcher() -> None:
+    """End this rank when its launcher dies. torchrun starts every rank in a session of its own, so killing a run
+    (its process group, or the process with SIGKILL) would leave the ranks training on in the background, racing
+    the re-run that resumes from their checkpoints."""
+    if not sys.platform.startswith("linux"):
+        return
+    import ctypes
+    import signal
+
+    ctypes.CDLL(None, use_errno=True).prctl(1, signal.SIGKILL)  # PR_SET_PDEATHSIG
+    if os.getppid() == 1:  # the launcher died before the line above
+        os._exit(1)
 
 
 def main(argv: list[str] | None = None) -> None:
@@ -211,6 +247,7 @@ def main(argv: list[str] | None = None) -> None:
     p.add_argument("--lora", required=True)
     p.add_argument("--training", required=True)
     a = p.parse_args(argv)
+    die_with_launcher()
     train_adapter(a.model, read_jsonl(a.targets, Target), LoraSettings.model_validate_json(a.lora),
                   TrainingSettings.model_validate_json(a.training), a.out)
 

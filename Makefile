@@ -57,7 +57,9 @@ test-fast: setup
 	$(PY) -m pytest tests -q -m "not slow"
 
 # Operating it (README "Prefect UI, schedules and MLflow dashboards"). The Prefect server keeps its database in
-# PREFECT_HOME (~/.prefect), the same one `s3ft run` uses, so CLI runs show up too; MLflow reads runs/mlflow.db.
+# PREFECT_HOME (~/.prefect), the same one `s3ft run` uses, so CLI runs show up too. The MLflow tracking server
+# (`s3ft tracking-server`) serves runs/mlflow.db and proxies artifacts; log through it with
+# MLFLOW_TRACKING_URI=http://127.0.0.1:$(MLFLOW_PORT), or let `s3ft run` write runs/mlflow.db directly.
 PREFECT_PORT ?= 4200
 MLFLOW_PORT ?= 5000
 RUNS ?= runs
@@ -65,21 +67,24 @@ UI_API := http://127.0.0.1:$(PREFECT_PORT)/api
 
 ui: setup
 	@mkdir -p $(RUNS)
-	@echo "Prefect UI: http://127.0.0.1:$(PREFECT_PORT)   MLflow UI: http://127.0.0.1:$(MLFLOW_PORT)   (Ctrl-C stops both)"
+	@echo "Prefect UI: http://127.0.0.1:$(PREFECT_PORT)   MLflow server and UI: http://127.0.0.1:$(MLFLOW_PORT)   (Ctrl-C stops both)"
 	@trap 'kill 0' INT TERM EXIT; \
 	  PREFECT_UI_API_URL=$(UI_API) $(VENV)/bin/prefect server start --host 127.0.0.1 --port $(PREFECT_PORT) & \
-	  MLFLOW_SERVER_ENABLE_JOB_EXECUTION=false $(VENV)/bin/mlflow ui --host 127.0.0.1 --port $(MLFLOW_PORT) \
-	    --backend-store-uri sqlite:///$(abspath $(RUNS))/mlflow.db & \
+	  $(VENV)/bin/s3ft tracking-server --root $(RUNS) --host 127.0.0.1 --port $(MLFLOW_PORT) & \
 	  wait
 
-# Against the server `make ui` started: the process work pool, then every deployment in prefect.yaml.
+# Against the server `make ui` started (or PREFECT_API_URL): the work pools, then every deployment in prefect.yaml.
+POOLS := s3ft-local s3ft-gpu-1x s3ft-gpu-4x
+PREFECT_API_URL ?= $(UI_API)
 deploy: setup
-	PREFECT_API_URL=$(UI_API) $(VENV)/bin/prefect work-pool create s3ft-local --type process --overwrite
-	PREFECT_API_URL=$(UI_API) $(VENV)/bin/prefect --no-prompt deploy --all
+	for pool in $(POOLS); do PREFECT_API_URL=$(PREFECT_API_URL) $(VENV)/bin/prefect work-pool create $$pool --type process --overwrite || exit 1; done
+	env -u S3FT_CHECKOUT PREFECT_API_URL=$(PREFECT_API_URL) $(VENV)/bin/prefect --no-prompt deploy --all  # the pull step reads S3FT_CHECKOUT when a run starts
 
-# Runs the flow runs started from the UI, the API or a schedule (in this checkout, with this venv).
+# Runs the flow runs started from the UI, the API or a schedule, in this checkout with this venv (prefect.yaml's pull
+# step changes to $$S3FT_CHECKOUT). On a GPU machine: make worker POOL=s3ft-gpu-1x PREFECT_API_URL=http://HOST:4200/api
+POOL ?= s3ft-local
 worker: setup
-	PREFECT_API_URL=$(UI_API) $(VENV)/bin/prefect worker start --pool s3ft-local
+	S3FT_CHECKOUT=$(CURDIR) PREFECT_API_URL=$(PREFECT_API_URL) $(VENV)/bin/prefect worker start --pool $(POOL)
 
 clean:
 	rm -rf runs mlruns.db mlartifacts .pytest_cache test-artifacts

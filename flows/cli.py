@@ -1,5 +1,5 @@
 """`s3ft` command line: `s3ft run CONFIG [--set key=value ...]`, `s3ft validate CONFIG`, `s3ft preview CONFIG`,
-`s3ft judge-check CONFIG`, `s3ft export RUN_DIR --arm ARM OUT`."""
+`s3ft judge-check CONFIG`, `s3ft export RUN_DIR --arm ARM OUT`, `s3ft tracking-server [--root runs --port 5000]`."""
 from __future__ import annotations
 
 import argparse
@@ -46,6 +46,11 @@ def _parser() -> argparse.ArgumentParser:
     c.add_argument("--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE")
     c.add_argument("--cases", type=Path, default=None, help="a JSONL of labelled cases (default: the tests' set)")
     c.set_defaults(seeds=None)
+    c = sub.add_parser("tracking-server", help="serve MLflow (`mlflow server`) over output_dir's runs, with "
+                       "artifacts proxied over HTTP; flows log to it with MLFLOW_TRACKING_URI=http://HOST:PORT")
+    c.add_argument("--root", type=Path, default=Path("runs"), help="the output_dir whose mlflow.db it serves")
+    c.add_argument("--port", type=int, default=5000)
+    c.add_argument("--host", default="127.0.0.1")
     return p
 
 
@@ -124,6 +129,10 @@ def _main(argv: list[str] | None) -> int:
     argv = list(sys.argv[1:] if argv is None else argv)
     args = _parser().parse_args(argv)
     default_mirror()  # before a re-exec: the child inherits it
+    if args.command == "tracking-server":
+        from flows.services import serve_tracking
+
+        serve_tracking(args.root, args.port, args.host)
     if args.command == "export":  # reads a finished run, not a config
         from flows.export import export
 

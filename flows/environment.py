@@ -25,16 +25,17 @@ def default_mirror() -> Path | None:
 
 
 def check_output_dir(cfg: ExperimentConfig) -> None:
-    """Fail before any work when output_dir cannot hold run folders, the stage store or the MLflow db."""
-    out = cfg.output_path()
-    try:
-        out.mkdir(parents=True, exist_ok=True)
-        probe = out / f".write-probe-{os.getpid()}"
-        probe.write_text("ok")
-        probe.unlink()
-    except OSError as err:
-        raise ConfigError(f"output_dir {out}: not writable ({err.strerror or err}). Fix: point output_dir "
-                          f"(--set output_dir=PATH) at a folder you can write to") from None
+    """Fail before any work when output_dir cannot hold run folders and the MLflow db, or the store its stages."""
+    folders = {cfg.output_path(): "output_dir", cfg.store_root(): "store.uri"}
+    for folder, field in folders.items():
+        try:
+            folder.mkdir(parents=True, exist_ok=True)
+            probe = folder / f".write-probe-{os.getpid()}"
+            probe.write_text("ok")
+            probe.unlink()
+        except OSError as err:
+            raise ConfigError(f"{field} {folder}: not writable ({err.strerror or err}). Fix: point {field} "
+                              f"(--set {field}=PATH) at a folder you can write to") from None
 
 
 def check_model_ref(ref: str) -> None:
@@ -48,19 +49,31 @@ def check_model_ref(ref: str) -> None:
         local_model_dir(ref)  # raises when the folder holds no config.json
 
 
+def check_parallelism(cfg: ExperimentConfig) -> None:
+    """vLLM and accelerate asked for no more devices than this machine has (tasks/engines/devices.py)."""
+    from tasks.engines.devices import parallelism_problems
+
+    uses_vllm = cfg.generation.resolved().backend == "vllm" or cfg.benchmarks.backend == "vllm"
+    problems = parallelism_problems(cfg.vllm.tensor_parallel_size, cfg.vllm.data_parallel_size, uses_vllm,
+                                    cfg.training.launcher, cfg.training.accelerate_args)
+    if problems:
+        raise ConfigError("\n".join(problems))
+
+
 def check_before_work(cfg: ExperimentConfig) -> None:
-    """Everything that can be checked before a flow starts: the output folder and the model references."""
+    """Everything that can be checked before a flow starts: the output folder and the store, the model
+    references, and the parallelism asked of this machine."""
     check_output_dir(cfg)
     for ref in filter(None, (cfg.model.ref, cfg.judge.llm.model)):
         check_model_ref(ref)
+    check_parallelism(cfg)
 
 
 def prepare_environment(cfg: ExperimentConfig) -> None:
     """Defaults that make Prefect and the stack work offline on a small machine (env wins if set)."""
-    out = cfg.output_path()
     defaults = {
         # Stage results persist next to the stage store, so a second run finds its cache records.
-        "PREFECT_RESULTS_LOCAL_STORAGE_PATH": str(out / "prefect-results"),
+        "PREFECT_RESULTS_LOCAL_STORAGE_PATH": str(cfg.results_path()),
         "PREFECT_SERVER_EPHEMERAL_STARTUP_TIMEOUT_SECONDS": "120",
         "PREFECT_SERVER_ANALYTICS_ENABLED": "false",
         "MLFLOW_SERVER_ENABLE_JOB_EXECUTION": "false",

@@ -18,7 +18,7 @@ from prefect.logging import get_run_logger
 from prefect.runtime import flow_run
 
 from flows.dag import benchmark_dtype, run_experiment, training_bf16
-from flows.environment import prepare_environment
+from flows.environment import check_before_work, prepare_environment
 from flows.mlflow_runs import close_killed_attempts, git_commit, log_arms, run_tags
 from flows.report import markdown_table, write_report
 from flows.comparisons import comparisons
@@ -115,6 +115,8 @@ def _experiment(config_path: str | None, overrides: list[str] | None,
         raise ConfigError("pass either `config` or `config_path` with `overrides`, not both. Fix: apply the "
                           "overrides when loading the config")
     cfg = config if config is not None else load_config(config_path, overrides)
+    if config is None:  # a deployment's run (the CLI checks its config before it starts the flow)
+        check_before_work(cfg)
     prepare_environment(cfg)  # a deployment's worker process did not come through the CLI
     log = get_run_logger()
     start = time.perf_counter()
@@ -122,8 +124,7 @@ def _experiment(config_path: str | None, overrides: list[str] | None,
     tracker = Tracker(cfg.tracking_uri(), cfg.tracking.experiment, cfg.output_path() / "mlartifacts",
                       tags=run_tags(cfg, config_path))
     close_killed_attempts(tracker, log)
-    runner = StageRunner(tracker, log, store=cfg.store_path(), results=cfg.output_path() / "prefect-results",
-                         locks=cfg.output_path() / "locks")
+    runner = StageRunner(tracker, log, store=cfg.store_path(), results=cfg.results_path(), locks=cfg.locks_path())
     tags = {"prefect_flow_run_id": str(flow_run.get_id() or "")}
     with tracker.parent(f"{cfg.name}-{flow_run.get_name() or 'local'}", cfg.model_dump(mode="json"), tags) as parent:
         try:

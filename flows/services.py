@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import os
 import sys
+from pathlib import Path
 
 from tasks.core.config import ExperimentConfig
 from tasks.core.errors import ServiceError, causes
@@ -78,3 +79,23 @@ def lost_service(err: BaseException) -> ServiceError | None:
         if isinstance(e, connection) and (url.startswith(api) if api else "127.0.0.1" in url and "/api/" in url):
             return _lost(f"Prefect API {api or '(the run’s temporary server)'}", e, PREFECT_FIX)
     return None
+
+
+def tracking_server_argv(root: Path, port: int, host: str = "127.0.0.1") -> list[str]:
+    """`mlflow server` over `root`: runs in root/mlflow.db (the file `s3ft run` writes when no server is named, so
+    earlier runs show up), artifacts in root/mlartifacts, served over HTTP (`--serve-artifacts`): a worker on
+    another machine logs and reads them through the server alone. Flows log to it with
+    MLFLOW_TRACKING_URI=http://HOST:PORT."""
+    root = root.expanduser().resolve()
+    return [str(Path(sys.executable).parent / "mlflow"), "server", "--host", host, "--port", str(port),
+            "--backend-store-uri", f"sqlite:///{root / 'mlflow.db'}", "--serve-artifacts",
+            "--artifacts-destination", str(root / "mlartifacts"), "--workers", "1"]
+
+
+def serve_tracking(root: Path, port: int, host: str = "127.0.0.1") -> None:
+    """Replace this process with the tracking server (no return); no job-execution workers (~250 MB each)."""
+    root.mkdir(parents=True, exist_ok=True)
+    argv = tracking_server_argv(root, port, host)
+    print(f"MLflow tracking server on http://{host}:{port} (runs: {argv[argv.index('--backend-store-uri') + 1]}); "
+          f"log to it with MLFLOW_TRACKING_URI=http://{host}:{port}", flush=True)
+    os.execve(argv[0], argv, dict(os.environ, MLFLOW_SERVER_ENABLE_JOB_EXECUTION="false"))

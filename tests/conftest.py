@@ -61,3 +61,36 @@ def prefect_server(tmp_path_factory):
     server = start_server(prefect_server_argv(port), prefect_env(home, api), f"{api}/health", home / "server.log")
     yield api, home
     stop_server(server)
+
+
+@pytest.fixture(scope="session")
+def cluster(tmp_path_factory, tiny_model_dir, mirror, prefect_server):
+    """Worker A, then worker B, each in a checkout of its own, run the tiny deployment with the same parameters on
+    one shared store, tracked by one MLflow server (tests/cluster.py). The tiny random model (transformers
+    generation) keeps it short: tests/test_flow.py runs the whole flow on the bundled model."""
+    import httpx
+
+    from cluster import checkout, deploy_all, run_on_worker, tracking_server
+    from s3ft_cli import stop_server
+
+    api, home = prefect_server
+    tmp = tmp_path_factory.mktemp("cluster")
+    mlflow_url, mlflow_server = tracking_server(tmp / "tracking")
+    env = dict(os.environ, PREFECT_HOME=str(home), PREFECT_API_URL=api, PREFECT_SERVER_ANALYTICS_ENABLED="false",
+               PREFECT_WORKER_QUERY_SECONDS="2", S3FT_DATA_MIRROR=str(mirror), PYTHONUNBUFFERED="1",
+               MLFLOW_TRACKING_URI=mlflow_url)
+    store = tmp / "shared-store"
+    params = {"config_path": "configs/tiny.yaml",
+              "overrides": [f"model.ref={tiny_model_dir}", "generation.backend=hf", f"store.uri={store}"]}
+    try:
+        deploy_all(env)
+        client = httpx.Client(base_url=api, timeout=30)
+        machines = {}
+        for name in ("a", "b"):
+            folder = checkout(tmp / f"machine-{name}")
+            machines[name] = {"home": folder, "flow_run": run_on_worker(client, "tiny", params, folder, env,
+                                                                         tmp / f"worker-{name}.log")}
+        yield {"api": api, "ui": api.removesuffix("/api"), "client": client, "mlflow": mlflow_url, "store": store,
+               "model": str(tiny_model_dir), **machines}
+    finally:
+        stop_server(mlflow_server)

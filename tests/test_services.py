@@ -3,13 +3,11 @@ the middle, one line, the finished stages cached, and the re-run after the serve
 import os
 import signal
 import subprocess
-import sys
 import time
-from pathlib import Path
 
 import pytest
 
-from flows.services import lost_service
+from flows.services import lost_service, tracking_server_argv
 from s3ft_cli import (ROOT, TINY_RANDOM, command, free_port, prefect_env, prefect_server_argv, recomputed, run_s3ft,
                       start_server, stop_server, summary_of)
 from test_resume import _shards
@@ -104,9 +102,7 @@ def test_prefect_api_lost_mid_run_then_resumed(tmp_path, tiny_model_dir, mirror)
 def test_mlflow_server_lost_mid_run_then_resumed(tmp_path, tiny_model_dir, mirror, prefect_server):
     out, port = tmp_path / "out", free_port()
     uri = f"http://127.0.0.1:{port}"
-    mlflow_argv = [str(Path(sys.executable).parent / "mlflow"), "server", "--host", "127.0.0.1", "--port", str(port),
-                   "--backend-store-uri", f"sqlite:///{tmp_path / 'mlflow.db'}",
-                   "--artifacts-destination", str(tmp_path / "mlartifacts"), "--workers", "1"]
+    mlflow_argv = tracking_server_argv(tmp_path, port)  # what `make ui` serves
     server_env = dict(os.environ, MLFLOW_SERVER_ENABLE_JOB_EXECUTION="false")
     server = start_server(mlflow_argv, server_env, f"{uri}/health", tmp_path / "mlflow.log")
     extra = TINY_RANDOM + [f"tracking.tracking_uri={uri}", "data.train_size=16", "generation.shard_size=1",

@@ -17,8 +17,9 @@ from tasks.core.judge_settings import JudgeSettings, ParaphraseSettings
 from tasks.core.method_settings import RftSettings
 from tasks.core.measure_settings import BenchmarkSettings, DiagnosticsSettings, DriftSettings
 from tasks.core.section import Section
+from tasks.core.settings import STORE_ENV
 from tasks.core.settings import (DataSettings, EvaluationSettings, GenerationSettings, LoraSettings, ModelSettings,
-                                 TrackingSettings, TrainingSettings, VllmSettings)
+                                 StoreSettings, TrackingSettings, TrainingSettings, VllmSettings)
 
 TRACKING_ENV = "MLFLOW_TRACKING_URI"
 SEEDED_SECTIONS = ("data", "generation", "training", "benchmarks", "diagnostics", "drift")
@@ -63,6 +64,7 @@ class ExperimentConfig(Section):
     diagnostics: DiagnosticsSettings = Field(default_factory=DiagnosticsSettings)
     drift: DriftSettings = Field(default_factory=DriftSettings)
     tracking: TrackingSettings = Field(default_factory=TrackingSettings)
+    store: StoreSettings = Field(default_factory=StoreSettings)
 
     @model_validator(mode="before")
     @classmethod
@@ -147,9 +149,25 @@ class ExperimentConfig(Section):
     def output_path(self) -> Path:
         return Path(self.output_dir).expanduser().resolve()
 
+    def store_root(self) -> Path:
+        """The folder every worker shares (store.uri): the stage store, Prefect's cache records, the locks."""
+        try:
+            return self.store.folder(self.output_path())
+        except ValueError as err:  # env S3FT_STORE_URI (a config's store.uri is checked when it is loaded)
+            from tasks.core.errors import ConfigError
+
+            raise ConfigError(f"{STORE_ENV} (store.uri's default): {err}") from None
+
     def store_path(self) -> Path:
         """The content-addressed stage store."""
-        return self.output_path() / "store"
+        return self.store_root() / "store"
+
+    def results_path(self) -> Path:
+        """Prefect's cache records of the stages (its result storage)."""
+        return self.store_root() / "prefect-results"
+
+    def locks_path(self) -> Path:
+        return self.store_root() / "locks"
 
     def tracking_uri(self) -> str:
         return (self.tracking.tracking_uri or os.environ.get(TRACKING_ENV)

@@ -145,7 +145,7 @@ def format_errors(err: ValidationError, source: str) -> str:
             continue
         if e["type"] == "extra_forbidden":
             msg = f"unknown key. Fix: {_spelling_fix(e['loc'])} (schema: tasks/core/settings.py)"
-        else:
+        elif "Fix:" not in msg:  # a validator's own message names its fix
             msg += f" (got {e.get('input')!r}). Fix: set a valid value for {field}"
         lines.append(f"invalid config ({source}): {field}: {msg}")
     return "\n".join(lines)

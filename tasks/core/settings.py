@@ -186,3 +186,43 @@ class TrackingSettings(Section):
     tracking_uri: str | None = None
     """MLflow tracking URI; default: env MLFLOW_TRACKING_URI, else sqlite:///<output_dir>/mlflow.db."""
     experiment: str = "s3ft"
+
+
+STORE_ENV = "S3FT_STORE_URI"
+REMOTE_STORE_FIX = ("Fix: mount it on every worker (NFS, s3fs, gcsfuse, a cluster filesystem) and set store.uri to "
+                    "the mount's path")
+
+
+class StoreSettings(Section):
+    uri: str | None = runtime(None)
+    """Where every worker finds the finished stages: the content-addressed stage store (`store/`), Prefect's
+    cache records (`prefect-results/`) and the stage locks (`locks/`). A folder path or `file://` URI that every
+    worker reaches under the same path (an NFS or cluster filesystem, a mounted bucket). Default: env
+    S3FT_STORE_URI, else output_dir. A location, never part of a cache key."""
+
+    @field_validator("uri")
+    @classmethod
+    def _local(cls, uri: str | None) -> str | None:
+        if uri is not None:
+            store_folder(uri)
+        return uri
+
+    def folder(self, default: Path) -> Path:
+        """The store's root folder: `uri`, else env S3FT_STORE_URI, else `default` (output_dir)."""
+        uri = self.uri or os.environ.get(STORE_ENV)
+        return store_folder(uri) if uri else default
+
+
+def store_folder(uri: str) -> Path:
+    """The local folder a store URI names (a path or `file://`); a remote scheme is refused with the fix."""
+    from urllib.parse import unquote, urlparse
+
+    parsed = urlparse(uri)
+    if parsed.scheme == "file":
+        if parsed.netloc not in ("", "localhost"):
+            raise ValueError(f"{uri!r} is a file:// URI of host {parsed.netloc!r}. {REMOTE_STORE_FIX}")
+        return Path(unquote(parsed.path))
+    if len(parsed.scheme) > 1:  # a one-letter scheme is a Windows drive
+        raise ValueError(f"{uri!r}: {parsed.scheme}:// stores are not read or written directly (stages read and write "
+                         f"local files). {REMOTE_STORE_FIX}")
+    return Path(uri).expanduser().resolve()

@@ -1,0 +1,82 @@
+"""The settings of scale-out: where the shared store is (`store.uri`), and parallelism a machine cannot serve
+refused before any work with the field and the fix (tasks/engines/devices.py)."""
+import subprocess
+import sys
+
+import pytest
+
+from s3ft_cli import ROOT
+from tasks.core.config import ExperimentConfig
+from tasks.core.errors import ConfigError
+from tasks.core.settings import StoreSettings
+from tasks.engines import devices
+from tasks.engines.devices import parallelism_problems
+
+
+def test_the_store_is_output_dir_unless_store_uri_or_its_env_names_one(tmp_path, monkeypatch):
+    monkeypatch.delenv("S3FT_STORE_URI", raising=False)
+    cfg = ExperimentConfig(output_dir=str(tmp_path / "out"))
+    assert cfg.store_path() == tmp_path / "out" / "store" and cfg.results_path() == tmp_path / "out" / "prefect-results"
+    shared = ExperimentConfig(output_dir=str(tmp_path / "out"), store={"uri": (tmp_path / "nfs").as_uri()})
+    assert (shared.store_path(), shared.results_path(), shared.locks_path()) == (
+        tmp_path / "nfs" / "store", tmp_path / "nfs" / "prefect-results", tmp_path / "nfs" / "locks")
+    assert shared.output_path() == tmp_path / "out"  # run folders stay where the worker runs
+    monkeypatch.setenv("S3FT_STORE_URI", str(tmp_path / "env"))
+    assert cfg.store_path() == tmp_path / "env" / "store" and shared.store_path() == tmp_path / "nfs" / "store"
+    monkeypatch.setenv("S3FT_STORE_URI", "s3://bucket/store")
+    with pytest.raises(ConfigError, match="S3FT_STORE_URI.*s3://.*Fix: mount it"):
+        cfg.store_path()
+
+
+def test_store_uri_is_a_location_never_part_of_a_key():
+    assert StoreSettings(uri="/mnt/shared").key_dump() == StoreSettings().key_dump() == {}
+
+
+@pytest.mark.parametrize("uri", ["s3://bucket/s3ft", "gs://bucket/s3ft", "file://otherhost/srv/store"])
+def test_a_remote_store_uri_stops_with_the_mount_fix(uri, tmp_path):
+    proc = subprocess.run([sys.executable, "-m", "flows.cli", "run", str(ROOT / "configs/tiny.yaml"), "--set",
+                           f"store.uri={uri}", "--set", f"output_dir={tmp_path}"],
+                          capture_output=True, text=True, timeout=120, cwd=ROOT)
+    assert proc.returncode == 2 and proc.stderr.count("s3ft: error:") == 1, proc.stderr
+    assert "store.uri" in proc.stderr and "Fix: mount it on every worker" in proc.stderr
+    assert not any(tmp_path.iterdir())  # refused before anything was written
+
+
+def test_impossible_parallelism_on_this_cpu_machine(monkeypatch, tmp_path):
+    monkeypatch.setattr(devices, "visible_gpus", lambda: 0)
+    monkeypatch.setattr(devices, "numa_nodes", lambda: 1)
+    monkeypatch.setattr(devices, "cpu_cores", lambda: 2)
+    assert parallelism_problems(1, 1, True, "accelerate", ["--multi_gpu", "--num_processes", "2"]) == []
+    assert parallelism_problems(2, 2, False, "local", []) == []  # transformers generation: vLLM's knobs are unused
+    (tp,) = parallelism_problems(2, 1, True, "local", [])
+    assert tp.startswith("vllm.tensor_parallel_size: 2") and "Fix: set vllm.tensor_parallel_size to at most 1" in tp
+    (dp,) = parallelism_problems(1, 2, True, "local", [])
+    assert dp.startswith("vllm.data_parallel_size: 2") and "Fix: set it to 1" in dp
+    (cpu,) = parallelism_problems(1, 1, True, "accelerate", ["--cpu", "--num_processes", "2"])
+    assert "starts ONE process" in cpu and '["--multi_gpu", "--num_processes", "2"]' in cpu
+    (cores,) = parallelism_problems(1, 1, True, "accelerate", ["--multi_gpu", "--num_processes=3"])
+    assert cores.startswith("training.accelerate_args: 3 processes") and "at most 2" in cores
+    config = tmp_path / "accelerate.yaml"
+    config.write_text("distributed_type: MULTI_GPU\nnum_processes: 8\n")
+    (from_file,) = parallelism_problems(1, 1, True, "accelerate", ["--config_file", str(config)])
+    assert "8 processes" in from_file
+    (missing,) = parallelism_problems(1, 1, True, "accelerate", ["--config_file", str(tmp_path / "none.yaml")])
+    assert missing.startswith("training.accelerate_args: cannot read its --config_file")
+
+
+def test_impossible_parallelism_on_a_four_gpu_machine(monkeypatch):
+    monkeypatch.setattr(devices, "visible_gpus", lambda: 4)
+    assert parallelism_problems(4, 1, True, "accelerate", ["--multi_gpu", "--num_processes", "4"]) == []
+    (tp,) = parallelism_problems(8, 1, True, "local", [])
+    assert "this machine has 4 GPU(s)" in tp and "at most 4" in tp
+    (procs,) = parallelism_problems(1, 1, True, "accelerate", ["--multi_gpu", "--num_processes", "8"])
+    assert "8 processes, but 4 GPU(s) are visible" in procs
+
+
+def test_the_cli_refuses_impossible_parallelism_before_any_work(tmp_path):
+    proc = subprocess.run([sys.executable, "-m", "flows.cli", "run", str(ROOT / "configs/tiny.yaml"), "--set",
+                           "vllm.tensor_parallel_size=64", "--set", "generation.backend=vllm", "--set",
+                           f"output_dir={tmp_path}"], capture_output=True, text=True, timeout=300, cwd=ROOT)
+    assert proc.returncode == 2 and proc.stderr.count("s3ft: error:") == 1, proc.stderr
+    assert "vllm.tensor_parallel_size: 64" in proc.stderr
+    assert not (tmp_path / "store").exists() and not (tmp_path / "mlflow.db").exists()

@@ -51,7 +51,7 @@ example: setup
 	$(VENV)/bin/s3ft run configs/examples/shop_arithmetic.yaml
 
 test: setup
-	$(PY) -m pytest tests -q
+	$(PY) -m pytest tests -q --durations=30
 
 test-fast: setup
 	$(PY) -m pytest tests -q -m "not slow"

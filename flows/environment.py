@@ -26,7 +26,8 @@ def default_mirror() -> Path | None:
 
 def check_output_dir(cfg: ExperimentConfig) -> None:
     """Fail before any work when output_dir cannot hold run folders and the MLflow db, or the store its stages."""
-    folders = {cfg.output_path(): "output_dir", cfg.store_root(): "store.uri"}
+    folders = {cfg.output_path(): "output_dir"}
+    folders.setdefault(cfg.store_root(), "store.uri")  # unset, the store is output_dir
     for folder, field in folders.items():
         try:
             folder.mkdir(parents=True, exist_ok=True)

@@ -27,11 +27,16 @@ def _raise_terminated(signum: int, _frame: Any) -> None:
 
 
 def terminate_like_ctrl_c() -> None:
-    """Install the SIGTERM handler (main thread only; a no-op elsewhere)."""
+    """Install the SIGTERM handler, and make Ctrl-C raise KeyboardInterrupt even where the parent process handed
+    SIGINT down ignored or blocked (both survive exec: a script's background job, a parent that a library touched);
+    Python leaves an inherited SIG_IGN in place. Main thread only; a no-op elsewhere."""
     try:
         signal.signal(signal.SIGTERM, _raise_terminated)
+        if signal.getsignal(signal.SIGINT) == signal.SIG_IGN:
+            signal.signal(signal.SIGINT, signal.default_int_handler)
     except ValueError:
-        pass
+        return
+    signal.pthread_sigmask(signal.SIG_UNBLOCK, set(EXIT_CODES))
 
 
 def interrupted(err: KeyboardInterrupt) -> tuple[str, int]:

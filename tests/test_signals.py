@@ -14,12 +14,19 @@ from s3ft_cli import ROOT, TINY_RANDOM, command, recomputed, run_s3ft, summary_o
 from test_resume import _benchmark_started, _checkpoints, _mlflow_runs, _shards
 
 
-def _start(out: Path, model: Path, extra: list[str], env_extra: dict[str, str]) -> subprocess.Popen:
+def _deaf_to_ctrl_c() -> None:
+    """What a parent may hand down (a script's background job, a test runner a library touched): SIGINT ignored
+    and blocked. Both survive exec, and Python then leaves Ctrl-C ignored unless s3ft restores it."""
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
+    signal.pthread_sigmask(signal.SIG_BLOCK, {signal.SIGINT})
+
+
+def _start(out: Path, model: Path, extra: list[str], env_extra: dict[str, str], deaf: bool = False) -> subprocess.Popen:
     args, env = command(out, model, extra)  # no server: the run starts its own temporary Prefect server
     env.update(env_extra)
     log = open(out.parent / f"{out.name}.log", "w")
     return subprocess.Popen(args, cwd=ROOT, env=env, stdout=log, stderr=subprocess.PIPE, text=True,
-                            start_new_session=True)
+                            start_new_session=True, preexec_fn=_deaf_to_ctrl_c if deaf else None)
 
 
 def _interrupt(proc: subprocess.Popen, out: Path, ready, signum: int, to_group: bool, timeout: float = 600) -> str:
@@ -89,7 +96,7 @@ def test_sigterm_during_vllm_generation(tmp_path, bundled_model_dir, mirror, pre
 def test_ctrl_c_during_training(tmp_path, tiny_model_dir, mirror, prefect_server):
     out = tmp_path / "out"
     extra = TINY_RANDOM + ["training.max_steps=60", "training.save_steps=2"]
-    proc = _start(out, tiny_model_dir, extra, {})
+    proc = _start(out, tiny_model_dir, extra, {}, deaf=True)  # Ctrl-C works even where the parent ignored it
     stderr = _interrupt(proc, out, _checkpoints, signal.SIGINT, to_group=True)
     _ended_cleanly(proc, stderr, out, "SIGINT", 130)
     summary = summary_of(run_s3ft(out, tiny_model_dir, extra, server=prefect_server))

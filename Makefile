@@ -81,7 +81,8 @@ deploy: setup
 	env -u S3FT_CHECKOUT PREFECT_API_URL=$(PREFECT_API_URL) $(VENV)/bin/prefect --no-prompt deploy --all  # the pull step reads S3FT_CHECKOUT when a run starts
 
 # Runs the flow runs started from the UI, the API or a schedule, in this checkout with this venv (prefect.yaml's pull
-# step changes to $$S3FT_CHECKOUT). On a GPU machine: make worker POOL=s3ft-gpu-1x PREFECT_API_URL=http://HOST:4200/api
+# step changes to S3FT_CHECKOUT). For CPU machines: a GPU machine runs the same command without the CPU stack that
+# `setup` installs (README "From one machine to a cluster").
 POOL ?= s3ft-local
 worker: setup
 	S3FT_CHECKOUT=$(CURDIR) PREFECT_API_URL=$(PREFECT_API_URL) $(VENV)/bin/prefect worker start --pool $(POOL)

@@ -26,9 +26,9 @@ def default_mirror() -> Path | None:
 
 def check_output_dir(cfg: ExperimentConfig) -> None:
     """Fail before any work when output_dir cannot hold run folders and the MLflow db, or the store its stages."""
-    folders = {cfg.output_path(): "output_dir"}
-    folders.setdefault(cfg.store_root(), "store.uri")  # unset, the store is output_dir
-    for folder, field in folders.items():
+    folders = {cfg.output_path(): ("output_dir", "--set output_dir=PATH")}
+    folders.setdefault(cfg.store_root(), ("store.uri", "--set store.uri=PATH, or env S3FT_STORE_URI"))  # unset: output_dir
+    for folder, (field, how) in folders.items():
         try:
             folder.mkdir(parents=True, exist_ok=True)
             probe = folder / f".write-probe-{os.getpid()}"
@@ -36,7 +36,7 @@ def check_output_dir(cfg: ExperimentConfig) -> None:
             probe.unlink()
         except OSError as err:
             raise ConfigError(f"{field} {folder}: not writable ({err.strerror or err}). Fix: point {field} "
-                              f"(--set {field}=PATH) at a folder you can write to") from None
+                              f"({how}) at a folder you can write to") from None
 
 
 def check_model_ref(ref: str) -> None:

@@ -66,8 +66,9 @@ def prefect_server(tmp_path_factory):
 @pytest.fixture(scope="session")
 def cluster(tmp_path_factory, tiny_model_dir, mirror, prefect_server):
     """Worker A, then worker B, each in a checkout of its own, run the tiny deployment with the same parameters on
-    one shared store, tracked by one MLflow server (tests/cluster.py). The tiny random model (transformers
-    generation) keeps it short: tests/test_flow.py runs the whole flow on the bundled model."""
+    one shared store, tracked by one MLflow server (tests/cluster.py); A trains each arm as two DDP processes
+    (accelerate). The tiny random model (transformers generation) keeps it short: tests/test_flow.py runs the
+    whole flow on the bundled model."""
     import httpx
 
     from cluster import checkout, deploy_all, run_on_worker, tracking_server
@@ -81,7 +82,8 @@ def cluster(tmp_path_factory, tiny_model_dir, mirror, prefect_server):
                MLFLOW_TRACKING_URI=mlflow_url)
     store = tmp / "shared-store"
     params = {"config_path": "configs/tiny.yaml",
-              "overrides": [f"model.ref={tiny_model_dir}", "generation.backend=hf", f"store.uri={store}"]}
+              "overrides": [f"model.ref={tiny_model_dir}", "generation.backend=hf", f"store.uri={store}",
+                            "training.launcher=accelerate", 'training.accelerate_args=[--multi_gpu, --num_processes, "2"]']}
     try:
         deploy_all(env)
         client = httpx.Client(base_url=api, timeout=30)

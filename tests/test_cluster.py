@@ -63,6 +63,9 @@ def test_a_second_worker_in_another_checkout_reuses_every_stage_of_the_shared_st
     for machine in ("a", "b"):  # each checkout holds its run folder, never a store of its own
         assert not {"store", "prefect-results", "locks"} & {p.name for p in (cluster[machine]["home"] / "runs").iterdir()}
     assert a["results"] == b["results"]
+    for s in a["stages"]:  # the deployment's parameters trained every arm as two processes (DDP over gloo)
+        if s["stage"].startswith("train:"):
+            assert json.loads((Path(s["path"]).parent / "train_log.json").read_text())["world_size"] == 2
     client = cluster["client"]
     for machine, summary in (("a", a), ("b", b)):
         flow_run = cluster[machine]["flow_run"]["id"]
@@ -100,3 +103,25 @@ def test_the_tracking_server_holds_both_runs_their_artifacts_and_one_adapter_ver
                                         tracking_uri=cluster["mlflow"]))
         stored = store_adapters[f"train:{arm}"]
         assert (local / "adapter_model.safetensors").read_bytes() == (stored / "adapter_model.safetensors").read_bytes()
+
+
+@pytest.mark.slow
+def test_arm_runs_are_tagged_and_named_alike_for_the_compare_view(cluster):
+    from mlflow import MlflowClient
+
+    client = MlflowClient(tracking_uri=cluster["mlflow"])
+    exp = client.get_experiment_by_name("s3ft-tiny")
+    runs = client.search_runs([exp.experiment_id], "tags.config = 'tiny'", max_results=500)
+    assert runs and all(r.data.tags.get(k) for r in runs for k in ("git_commit", "data_hash", "source", "model"))
+    arms = [r for r in runs if "arm" in r.data.tags]
+    assert {r.data.tags["arm"] for r in arms} == {"base", "sft", "s3ft"}
+    assert {r.data.tags["seed"] for r in arms if r.data.tags["arm"] != "base"} == {"0"}
+    # the compare view lines arms up: the same metric and param names in every arm's run
+    assert len({frozenset(r.data.metrics) - {"train/loss"} for r in arms}) == 1
+    assert len({frozenset(r.data.params) for r in arms}) == 1
+
+
+def test_make_deploy_creates_the_pools_the_deployments_name():
+    makefile = (ROOT / "Makefile").read_text()
+    line = next(l for l in makefile.splitlines() if l.startswith("POOLS :="))
+    assert sorted(line.split(":=")[1].split()) == pools()

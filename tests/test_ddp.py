@@ -2,17 +2,17 @@
 over gloo through accelerate's torchrun launcher), one adapter written by rank 0, and a resume after a kill."""
 import json
 import math
-import os
-import signal
 import subprocess
+import sys
 import time
 
 import psutil
 import pytest
 
+from s3ft_cli import ROOT
 from tasks.core.records import Target, write_jsonl
 from tasks.core.settings import LoraSettings, TrainingSettings
-from tasks.engines.lora import accelerate_command, last_complete_checkpoint, train_with_accelerate
+from tasks.engines.lora import last_complete_checkpoint, train_with_accelerate
 
 DDP = ["--multi_gpu", "--num_processes", "2"]  # accelerate's torchrun launcher: gloo on a machine without GPUs
 
@@ -45,23 +45,33 @@ def test_two_processes_train_one_adapter_with_the_world_batch(job):
     assert json.loads((out / "train_log.json").read_text()) == stats
 
 
+# The stage's side of training (what a flow run's process does), in a process of its own to be killed.
+STAGE = """import sys
+from pathlib import Path
+from tasks.core.settings import LoraSettings, TrainingSettings
+from tasks.engines.lora import train_with_accelerate
+train_with_accelerate(Path(sys.argv[1]), Path(sys.argv[2]), LoraSettings(),
+                      TrainingSettings.model_validate_json(sys.argv[3]), Path(sys.argv[4]))
+"""
+
+
 @pytest.mark.slow
 def test_a_killed_ddp_run_resumes_from_its_checkpoint(job):
     targets, model, out = job
     settings = TrainingSettings(launcher="accelerate", accelerate_args=DDP, batch_size=1, max_steps=30,
                                 learning_rate=1e-2, save_steps=1)
-    proc = subprocess.Popen(accelerate_command(targets, model, LoraSettings(), settings, out), start_new_session=True,
-                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    stage = subprocess.Popen([sys.executable, "-c", STAGE, str(targets), str(model), settings.model_dump_json(),
+                              str(out)], cwd=ROOT, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     deadline = time.monotonic() + 300
     while last_complete_checkpoint(out / "checkpoints") is None:
-        assert proc.poll() is None and time.monotonic() < deadline, "no checkpoint before the run ended"
+        assert stage.poll() is None and time.monotonic() < deadline, "no checkpoint before the run ended"
         time.sleep(0.05)
-    ranks = psutil.Process(proc.pid).children(recursive=True)
-    assert len([r for r in ranks if "tasks.engines.lora" in " ".join(r.cmdline())]) == 2
-    os.killpg(proc.pid, signal.SIGKILL)  # the run's process group: its launcher (torchrun starts ranks elsewhere)
-    proc.wait()
-    _, alive = psutil.wait_procs(ranks, timeout=30)
-    assert not alive, "ranks outlived their killed launcher"
+    family = psutil.Process(stage.pid).children(recursive=True)  # the launcher and the ranks it started
+    assert len([p for p in family if "tasks.engines.lora" in " ".join(p.cmdline())]) == 3
+    stage.kill()  # SIGKILL to the stage's process alone, as the OOM killer would: the launcher and ranks follow
+    stage.wait()
+    _, alive = psutil.wait_procs(family, timeout=30)
+    assert not alive, "the launcher or a rank outlived the killed run"
     assert not (out / "adapter").exists() and not (out / "train_log.json").exists()
     killed_at = int(last_complete_checkpoint(out / "checkpoints").name.split("-")[-1])
     assert 1 <= killed_at < 30

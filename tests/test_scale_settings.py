@@ -56,10 +56,19 @@ def test_impossible_parallelism_on_this_cpu_machine(monkeypatch, tmp_path):
     assert "starts ONE process" in cpu and '["--multi_gpu", "--num_processes", "2"]' in cpu
     (cores,) = parallelism_problems(1, 1, True, "accelerate", ["--multi_gpu", "--num_processes=3"])
     assert cores.startswith("training.accelerate_args: 3 processes") and "at most 2" in cores
+    (unnamed,) = parallelism_problems(1, 1, True, "accelerate", ["--multi_gpu"])
+    assert "name the number of processes" in unnamed  # accelerate's default depends on the machine: not in the key
+    (dashed,) = parallelism_problems(1, 1, True, "accelerate", ["--multi-gpu", "--num-processes", "3"])
+    assert "3 processes" in dashed
     config = tmp_path / "accelerate.yaml"
-    config.write_text("distributed_type: MULTI_GPU\nnum_processes: 8\n")
-    (from_file,) = parallelism_problems(1, 1, True, "accelerate", ["--config_file", str(config)])
-    assert "8 processes" in from_file
+    config.write_text("distributed_type: FSDP\nnum_processes: 2\n")
+    (fsdp,) = parallelism_problems(1, 1, True, "accelerate", ["--config_file", str(config), "--num_processes", "2"])
+    assert "FSDP is not supported yet" in fsdp and "--multi_gpu" in fsdp
+    (deepspeed,) = parallelism_problems(1, 1, True, "accelerate", ["--use_deepspeed", "--num_processes", "2"])
+    assert "DeepSpeed is not supported yet" in deepspeed
+    config.write_text("distributed_type: [unclosed\n")
+    (bad,) = parallelism_problems(1, 1, True, "accelerate", ["--config_file", str(config), "--num_processes", "2"])
+    assert bad.startswith("training.accelerate_args: cannot read its --config_file")
     (missing,) = parallelism_problems(1, 1, True, "accelerate", ["--config_file", str(tmp_path / "none.yaml")])
     assert missing.startswith("training.accelerate_args: cannot read its --config_file")
 
@@ -79,4 +88,4 @@ def test_the_cli_refuses_impossible_parallelism_before_any_work(tmp_path):
                            f"output_dir={tmp_path}"], capture_output=True, text=True, timeout=300, cwd=ROOT)
     assert proc.returncode == 2 and proc.stderr.count("s3ft: error:") == 1, proc.stderr
     assert "vllm.tensor_parallel_size: 64" in proc.stderr
-    assert not (tmp_path / "store").exists() and not (tmp_path / "mlflow.db").exists()
+    assert not any(tmp_path.iterdir())  # no store, no MLflow database, no run folder

@@ -162,16 +162,16 @@ class TrainingSettings(Section):
     """bf16 autocast (fp32 master weights and optimizer). `auto` = when the experiment's `model.dtype`
     resolves to bfloat16 (GPUs, CPUs with avx512_bf16 or AMX), so an fp32 run stays fp32 throughout."""
     threads: int | None = runtime(None, gt=0)
-    """torch threads on CPU; null = all cores."""
+    """torch threads per training process on CPU; null = the cores shared out among this machine's processes."""
     save_steps: int | None = runtime(20, gt=0)
     """Checkpoint (LoRA weights, optimizer, RNG; a few MB) every N optimizer steps: a killed run resumes
     from its last complete checkpoint. null = no checkpoints (a killed training starts over)."""
     launcher: Literal["local", "accelerate"] = runtime("local")
-    """`accelerate` runs training under `accelerate launch` (multi-GPU, FSDP/DeepSpeed by its config).
-    One process trains the same adapter either way (tests/test_train.py)."""
+    """`accelerate` runs training under `accelerate launch`: DDP over GPUs, or over gloo on CPU (README "From one
+    machine to a cluster"). One process trains the same adapter either way (tests/test_train.py)."""
     accelerate_args: list[str] = Field(default_factory=list)
-    """Extra `accelerate launch` arguments, e.g. ["--num_processes", "8"]. In the cache key: the number
-    of processes changes the effective batch."""
+    """`accelerate launch` arguments, e.g. ["--multi_gpu", "--num_processes", "4"]; the process count must be named
+    here. In the cache key: the number of processes changes the effective batch."""
 
     def resolved(self) -> "TrainingSettings":
         """`bf16: auto` decided by this machine alone (the flow decides it by `model.dtype` instead)."""

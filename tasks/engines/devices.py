@@ -28,25 +28,36 @@ def numa_nodes() -> int:
 
 
 def _flag(args: list[str], name: str) -> str | None:
-    """The value of `--name V` or `--name=V` in a command line; None when absent."""
+    """The value of `--name V` or `--name=V` (accelerate also spells `_` as `-`) in a command line; None if absent."""
+    names = {name, name.replace("_", "-")}
     for i, arg in enumerate(args):
-        if arg == name and i + 1 < len(args):
+        if arg in names and i + 1 < len(args):
             return args[i + 1]
-        if arg.startswith(name + "="):
+        if arg.split("=", 1)[0] in names and "=" in arg:
             return arg.split("=", 1)[1]
     return None
 
 
+UNSUPPORTED = {"FSDP": "FSDP", "DEEPSPEED": "DeepSpeed", "MEGATRON_LM": "Megatron-LM"}
+
+
 def accelerate_launch(args: list[str]) -> dict[str, Any]:
-    """What `accelerate launch ARGS` will start: processes, and whether on CPU, GPUs or accelerate's default."""
+    """What `accelerate launch ARGS` will start: processes (None: not named), on CPU or not, and the sharded
+    engine it asks for (FSDP, DeepSpeed), if any."""
     import yaml
 
     config: dict[str, Any] = {}
     if (path := _flag(args, "--config_file")) is not None:
         config = yaml.safe_load(Path(path).expanduser().read_text()) or {}
-    n = _flag(args, "--num_processes") or config.get("num_processes") or 1
+        if not isinstance(config, dict):
+            raise ValueError(f"{path} is not a YAML mapping")
+    n = _flag(args, "--num_processes")
     cpu = "--cpu" in args or bool(config.get("use_cpu"))
-    return {"processes": int(n), "cpu": cpu}
+    flags = {"--use_fsdp": "FSDP", "--use-fsdp": "FSDP", "--use_deepspeed": "DEEPSPEED",
+             "--use-deepspeed": "DEEPSPEED", "--use_megatron_lm": "MEGATRON_LM"}
+    sharded = next((flags[a] for a in args if a in flags), None) or (
+        config.get("distributed_type") if config.get("distributed_type") in UNSUPPORTED else None)
+    return {"processes": int(n) if n is not None else None, "cpu": cpu, "sharded": sharded}
 
 
 def parallelism_problems(tensor_parallel: int, data_parallel: int, uses_vllm: bool, launcher: str,
@@ -56,8 +67,8 @@ def parallelism_problems(tensor_parallel: int, data_parallel: int, uses_vllm: bo
     if uses_vllm and data_parallel > 1:
         problems.append(f"vllm.data_parallel_size: {data_parallel}, but vLLM's offline engine refuses data "
                         f"parallelism within one process (vLLM 0.32: 'LLM(data_parallel_size>1) is not supported for "
-                        f"single-process usage'). Fix: set it to 1 and split a model over GPUs with "
-                        f"vllm.tensor_parallel_size, or give each GPU its own worker and run")
+                        f"single-process usage'). Fix: set it to 1, and split a model over GPUs with "
+                        f"vllm.tensor_parallel_size or run more workers")
     gpus = visible_gpus() if tensor_parallel > 1 or launcher == "accelerate" else 0
     if uses_vllm and tensor_parallel > 1:
         have, what = (gpus, "GPU(s)") if gpus else (numa_nodes(), "NUMA node(s), vLLM's CPU unit of tensor parallelism")
@@ -68,14 +79,28 @@ def parallelism_problems(tensor_parallel: int, data_parallel: int, uses_vllm: bo
     if launcher == "accelerate":
         try:
             problems += _accelerate_problems(accelerate_launch(accelerate_args), gpus)
-        except (OSError, ValueError, AttributeError) as err:
-            problems.append(f"training.accelerate_args: cannot read its --config_file / --num_processes ({err}). "
+        except (OSError, ValueError, yaml_error()) as err:
+            problems.append(f"training.accelerate_args: cannot read its --config_file or --num_processes ({err}). "
                             f"Fix: name an existing accelerate config file and a whole number of processes")
     return problems
 
 
+def yaml_error() -> type[Exception]:
+    import yaml
+
+    return yaml.YAMLError
+
+
 def _accelerate_problems(launch: dict[str, Any], gpus: int) -> list[str]:
     n = launch["processes"]
+    if launch["sharded"]:
+        return [f"training.accelerate_args: {UNSUPPORTED[launch['sharded']]} is not supported yet: it shards the LoRA "
+                f"weights, and the adapter is saved by rank 0 alone. Fix: use DDP, [\"--multi_gpu\", "
+                f"\"--num_processes\", \"N\"] (a 7B model's LoRA fits on one GPU per process)"]
+    if n is None:
+        return ["training.accelerate_args: name the number of processes, e.g. [\"--multi_gpu\", \"--num_processes\", "
+                "\"4\"]. It sets the effective batch (batch_size x grad_accum x processes), so it belongs in the "
+                "training key, and accelerate's own default depends on the machine"]
     if launch["cpu"] and n > 1:
         return [f"training.accelerate_args: `--cpu` with {n} processes starts ONE process (accelerate's multi-CPU "
                 f"path needs mpirun). Fix: on a machine without GPUs use [\"--multi_gpu\", \"--num_processes\", "

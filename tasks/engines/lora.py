@@ -1,8 +1,8 @@
 """LoRA training: PEFT + the transformers Trainer, with the loss on answer tokens only.
 
 The same recipe and seed serve every arm. `training.launcher: accelerate` runs this module under
-`accelerate launch` (multi-GPU, FSDP/DeepSpeed through accelerate's own config) instead of in-process;
-it checkpoints every `training.save_steps` and resumes from the last complete checkpoint.
+`accelerate launch` instead of in-process: DDP over several GPUs, or over gloo on CPU (`--multi_gpu`, accelerate's
+torchrun launcher). It checkpoints every `training.save_steps` and resumes from the last complete checkpoint.
 """
 from __future__ import annotations
 
@@ -177,6 +177,7 @@ def train_adapter(model_dir: Path, targets: list[Target], lora: LoraSettings, se
              "final_loss": losses[-1] if losses else float("nan"),
              "tokens_per_s": round(tokens / max(seconds, 1e-9), 1), "resumed_from_step": resumed_from,
              "world_size": world, "loss_history": losses}
+    trainer.accelerator.wait_for_everyone()  # every rank has finished its last checkpoint before rank 0 removes them
     if trainer.is_world_process_zero():  # one writer: rank 0's losses, its adapter, its log
         write_text_atomic(out / "train_log.json", json.dumps(stats, indent=1))
         shutil.rmtree(out / "checkpoints", ignore_errors=True)  # the adapter is saved; resuming is moot
@@ -187,7 +188,9 @@ def process_threads(settings: TrainingSettings) -> int:
     """torch threads of one training process on CPU: `training.threads`, else the cores shared out among the
     processes of this machine (two DDP processes on 2 cores get one each: more would spin against each other)."""
     local = int(os.environ.get("LOCAL_WORLD_SIZE", "1"))
-    return settings.threads or max(1, (os.cpu_count() or 1) // local)
+    from tasks.engines.devices import cpu_cores
+
+    return settings.threads or max(1, cpu_cores() // local)
 
 
 def accelerate_command(targets: Path, model_dir: Path, lora: LoraSettings, settings: TrainingSettings,
@@ -209,7 +212,8 @@ def train_with_accelerate(targets: Path, model_dir: Path, lora: LoraSettings, se
 
     cmd = accelerate_command(targets, model_dir, lora, settings, out)
     run_logger().info("launching: %s", " ".join(cmd))
-    proc = subprocess.Popen(cmd, start_new_session=True)
+    prctl = libc_prctl()  # looked up here: the child between fork and exec must not load libraries
+    proc = subprocess.Popen(cmd, start_new_session=True, preexec_fn=lambda: die_with_parent(prctl))
     try:
         code = proc.wait()
     except BaseException:
@@ -224,18 +228,27 @@ def train_with_accelerate(targets: Path, model_dir: Path, lora: LoraSettings, se
     return json.loads((out / "train_log.json").read_text())
 
 
-def die_with_launcher() -> None:
-    """End this rank when its launcher dies. torchrun starts every rank in a session of its own, so killing a run
-    (its process group, or the process with SIGKILL) would leave the ranks training on in the background, racing
+def die_with_parent(prctl: Any) -> None:
+    """End this process when its parent dies (Linux; `prctl` from `libc_prctl()`, looked up before a fork). A
+    run's training is three generations: the stage's process, `accelerate launch` in a session of its own (so that
+    an interrupt ends it as a group), and the ranks, which torchrun starts in sessions of their own. Without this,
+    a run killed with SIGKILL (the OOM killer, a lost worker) would leave them training in the background, racing
     the re-run that resumes from their checkpoints."""
-    if not sys.platform.startswith("linux"):
+    if prctl is None:
         return
-    import ctypes
-    import signal
-
-    ctypes.CDLL(None, use_errno=True).prctl(1, signal.SIGKILL)  # PR_SET_PDEATHSIG
-    if os.getppid() == 1:  # the launcher died before the line above
+    parent = os.getppid()
+    prctl(1, 9)  # PR_SET_PDEATHSIG, SIGKILL
+    if os.getppid() != parent:  # the parent died before the line above
         os._exit(1)
+
+
+def libc_prctl() -> Any:
+    """libc's prctl on Linux, else None."""
+    if not sys.platform.startswith("linux"):
+        return None
+    import ctypes
+
+    return ctypes.CDLL(None, use_errno=True).prctl
 
 
 def main(argv: list[str] | None = None) -> None:
@@ -247,7 +260,7 @@ def main(argv: list[str] | None = None) -> None:
     p.add_argument("--lora", required=True)
     p.add_argument("--training", required=True)
     a = p.parse_args(argv)
-    die_with_launcher()
+    die_with_parent(libc_prctl())
     train_adapter(a.model, read_jsonl(a.targets, Target), LoraSettings.model_validate_json(a.lora),
                   TrainingSettings.model_validate_json(a.training), a.out)
 

@@ -56,14 +56,18 @@ def test_impossible_parallelism_on_this_cpu_machine(monkeypatch, tmp_path):
     assert "starts ONE process" in cpu and '["--multi_gpu", "--num_processes", "2"]' in cpu
     (cores,) = parallelism_problems(1, 1, True, "accelerate", ["--multi_gpu", "--num_processes=3"])
     assert cores.startswith("training.accelerate_args: 3 processes") and "at most 2" in cores
-    (unnamed,) = parallelism_problems(1, 1, True, "accelerate", ["--multi_gpu"])
-    assert "name the number of processes" in unnamed  # accelerate's default depends on the machine: not in the key
+    assert parallelism_problems(1, 1, True, "accelerate", []) == []  # one process: s3ft passes --num_processes 1
+    (multi,) = parallelism_problems(1, 1, True, "accelerate", ["--multi_gpu"])
+    assert "--multi_gpu with 1 process(es). Fix: add --num_processes 2 or more" in multi
     (dashed,) = parallelism_problems(1, 1, True, "accelerate", ["--multi-gpu", "--num-processes", "3"])
     assert "3 processes" in dashed
     config = tmp_path / "accelerate.yaml"
     config.write_text("distributed_type: FSDP\nnum_processes: 2\n")
     (fsdp,) = parallelism_problems(1, 1, True, "accelerate", ["--config_file", str(config), "--num_processes", "2"])
     assert "FSDP is not supported yet" in fsdp and "--multi_gpu" in fsdp
+    config.write_text("distributed_type: MULTI_GPU\nnum_processes: 8\n")
+    (unnamed,) = parallelism_problems(1, 1, True, "accelerate", ["--config_file", str(config)])
+    assert "name the number of processes next to --config_file" in unnamed  # the key never reads the file
     (deepspeed,) = parallelism_problems(1, 1, True, "accelerate", ["--use_deepspeed", "--num_processes", "2"])
     assert "DeepSpeed is not supported yet" in deepspeed
     config.write_text("distributed_type: [unclosed\n")

@@ -113,4 +113,7 @@ def test_accelerate_command_runs_this_module_with_the_users_arguments(tmp_path):
     cmd = accelerate_command(tmp_path / "t.jsonl", tmp_path / "m", LoraSettings(), s, tmp_path / "o")
     assert cmd[:3] == [sys.executable, "-m", "accelerate.commands.launch"]
     assert cmd[3:6] == ["--num_processes", "8", "--multi_gpu"] and cmd[6:8] == ["-m", "tasks.engines.lora"]
+    unnamed = accelerate_command(tmp_path / "t.jsonl", tmp_path / "m", LoraSettings(), TrainingSettings(
+        launcher="accelerate"), tmp_path / "o")
+    assert unnamed[3:5] == ["--num_processes", "1"]  # never accelerate's default (every GPU of the machine)
     assert TrainingSettings.model_validate_json(cmd[cmd.index("--training") + 1]) == s

@@ -170,8 +170,8 @@ class TrainingSettings(Section):
     """`accelerate` runs training under `accelerate launch`: DDP over GPUs, or over gloo on CPU (README "From one
     machine to a cluster"). One process trains the same adapter either way (tests/test_train.py)."""
     accelerate_args: list[str] = Field(default_factory=list)
-    """`accelerate launch` arguments, e.g. ["--multi_gpu", "--num_processes", "4"]; the process count must be named
-    here. In the cache key: the number of processes changes the effective batch."""
+    """`accelerate launch` arguments, e.g. ["--multi_gpu", "--num_processes", "4"]; no count named = one process.
+    In the cache key: the number of processes changes the effective batch."""
 
     def resolved(self) -> "TrainingSettings":
         """`bf16: auto` decided by this machine alone (the flow decides it by `model.dtype` instead)."""

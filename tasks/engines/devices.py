@@ -57,7 +57,14 @@ def accelerate_launch(args: list[str]) -> dict[str, Any]:
              "--use-deepspeed": "DEEPSPEED", "--use_megatron_lm": "MEGATRON_LM"}
     sharded = next((flags[a] for a in args if a in flags), None) or (
         config.get("distributed_type") if config.get("distributed_type") in UNSUPPORTED else None)
-    return {"processes": int(n) if n is not None else None, "cpu": cpu, "sharded": sharded}
+    return {"processes": int(n) if n is not None else None, "cpu": cpu, "sharded": sharded,
+            "config_file": bool(config), "multi": bool({"--multi_gpu", "--multi-gpu"} & set(args))}
+
+
+def launch_args(args: list[str]) -> list[str]:
+    """`accelerate launch` arguments as s3ft passes them: one process unless the count is named, never accelerate's
+    machine-dependent default (all GPUs), so that the training key, which holds the arguments, holds the count."""
+    return args if _flag(args, "--num_processes") is not None else [*args, "--num_processes", "1"]
 
 
 def parallelism_problems(tensor_parallel: int, data_parallel: int, uses_vllm: bool, launcher: str,
@@ -97,10 +104,14 @@ def _accelerate_problems(launch: dict[str, Any], gpus: int) -> list[str]:
         return [f"training.accelerate_args: {UNSUPPORTED[launch['sharded']]} is not supported yet: it shards the LoRA "
                 f"weights, and the adapter is saved by rank 0 alone. Fix: use DDP, [\"--multi_gpu\", "
                 f"\"--num_processes\", \"N\"] (a 7B model's LoRA fits on one GPU per process)"]
-    if n is None:
-        return ["training.accelerate_args: name the number of processes, e.g. [\"--multi_gpu\", \"--num_processes\", "
-                "\"4\"]. It sets the effective batch (batch_size x grad_accum x processes), so it belongs in the "
-                "training key, and accelerate's own default depends on the machine"]
+    if n is None and launch["config_file"]:
+        return ["training.accelerate_args: name the number of processes next to --config_file, e.g. "
+                "[\"--config_file\", \"FILE\", \"--num_processes\", \"4\"]. It sets the effective batch "
+                "(batch_size x grad_accum x processes), so it belongs in the training key, which never reads the file"]
+    n = 1 if n is None else n  # what launch_args passes: one process unless named
+    if launch["multi"] and n < 2:
+        return [f"training.accelerate_args: --multi_gpu with {n} process(es). Fix: add --num_processes 2 or more "
+                f"(one per GPU; on CPU, one per core)"]
     if launch["cpu"] and n > 1:
         return [f"training.accelerate_args: `--cpu` with {n} processes starts ONE process (accelerate's multi-CPU "
                 f"path needs mpirun). Fix: on a machine without GPUs use [\"--multi_gpu\", \"--num_processes\", "

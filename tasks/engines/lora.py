@@ -196,7 +196,10 @@ def process_threads(settings: TrainingSettings) -> int:
 def accelerate_command(targets: Path, model_dir: Path, lora: LoraSettings, settings: TrainingSettings,
                        out: Path) -> list[str]:
     """The `accelerate launch` command that runs this module's entry point on every device."""
-    return [sys.executable, "-m", "accelerate.commands.launch", *settings.accelerate_args, "-m", "tasks.engines.lora",
+    from tasks.engines.devices import launch_args
+
+    return [sys.executable, "-m", "accelerate.commands.launch", *launch_args(settings.accelerate_args), "-m",
+            "tasks.engines.lora",
             "--targets", str(targets), "--model", str(model_dir), "--out", str(out),
             "--lora", lora.model_dump_json(), "--training", settings.model_dump_json()]
 

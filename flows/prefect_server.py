@@ -9,18 +9,13 @@ included (Linux PR_SET_PDEATHSIG).
 """
 from __future__ import annotations
 
-import ctypes
 import functools
 import signal
 import subprocess
 import sys
 from unittest import mock
 
-PR_SET_PDEATHSIG = 1
-
-
-def _die_with_parent() -> None:  # runs in the child between fork and exec
-    ctypes.CDLL(None, use_errno=True).prctl(PR_SET_PDEATHSIG, signal.SIGTERM)
+from tasks.engines.orphans import dying_with_parent
 
 
 def start_temporary_server() -> str | None:
@@ -32,7 +27,7 @@ def start_temporary_server() -> str | None:
         return None
     from prefect.server.api import server
 
-    detached = functools.partial(subprocess.Popen, start_new_session=True, preexec_fn=_die_with_parent)
+    detached = functools.partial(subprocess.Popen, start_new_session=True, preexec_fn=dying_with_parent(signal.SIGTERM))
     with mock.patch.object(server.subprocess, "Popen", detached):
         temporary = server.SubprocessASGIServer()
         temporary.start()

@@ -19,6 +19,7 @@ from typing import Any
 from tasks.core.records import Target, read_jsonl, write_text_atomic
 from tasks.core.settings import LoraSettings, TrainingSettings
 from tasks.core.stage import run_logger
+from tasks.engines.orphans import die_with_parent, dying_with_parent, libc_prctl
 
 IGNORE = -100
 
@@ -215,8 +216,8 @@ def train_with_accelerate(targets: Path, model_dir: Path, lora: LoraSettings, se
 
     cmd = accelerate_command(targets, model_dir, lora, settings, out)
     run_logger().info("launching: %s", " ".join(cmd))
-    prctl = libc_prctl()  # looked up here: the child between fork and exec must not load libraries
-    proc = subprocess.Popen(cmd, start_new_session=True, preexec_fn=lambda: die_with_parent(prctl))
+    # its own session, so that an interrupt ends it as a group; and it ends with this process (tasks/engines/orphans)
+    proc = subprocess.Popen(cmd, start_new_session=True, preexec_fn=dying_with_parent())
     try:
         code = proc.wait()
     except BaseException:
@@ -231,29 +232,6 @@ def train_with_accelerate(targets: Path, model_dir: Path, lora: LoraSettings, se
     return json.loads((out / "train_log.json").read_text())
 
 
-def die_with_parent(prctl: Any) -> None:
-    """End this process when its parent dies (Linux; `prctl` from `libc_prctl()`, looked up before a fork). A
-    run's training is three generations: the stage's process, `accelerate launch` in a session of its own (so that
-    an interrupt ends it as a group), and the ranks, which torchrun starts in sessions of their own. Without this,
-    a run killed with SIGKILL (the OOM killer, a lost worker) would leave them training in the background, racing
-    the re-run that resumes from their checkpoints."""
-    if prctl is None:
-        return
-    parent = os.getppid()
-    prctl(1, 9)  # PR_SET_PDEATHSIG, SIGKILL
-    if os.getppid() != parent:  # the parent died before the line above
-        os._exit(1)
-
-
-def libc_prctl() -> Any:
-    """libc's prctl on Linux, else None."""
-    if not sys.platform.startswith("linux"):
-        return None
-    import ctypes
-
-    return ctypes.CDLL(None, use_errno=True).prctl
-
-
 def main(argv: list[str] | None = None) -> None:
     """Entry point for `accelerate launch -m tasks.engines.lora`."""
     p = argparse.ArgumentParser(description="Train a LoRA adapter on a targets.jsonl")
@@ -263,7 +241,7 @@ def main(argv: list[str] | None = None) -> None:
     p.add_argument("--lora", required=True)
     p.add_argument("--training", required=True)
     a = p.parse_args(argv)
-    die_with_parent(libc_prctl())
+    die_with_parent(libc_prctl())  # torchrun gives each rank a session of its own: end with the launcher
     train_adapter(a.model, read_jsonl(a.targets, Target), LoraSettings.model_validate_json(a.lora),
                   TrainingSettings.model_validate_json(a.training), a.out)
 

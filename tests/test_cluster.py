@@ -21,7 +21,7 @@ def test_prefect_yaml_has_a_deployment_per_config_a_paused_schedule_and_gpu_pool
     assert schedules and all(s["active"] is False and s["cron"] for s in schedules)
     assert all(d["entrypoint"] == "flows/experiment.py:experiment" for d in SPEC["deployments"])
     # a run changes to the checkout of the worker that picks it up
-    assert SPEC["pull"] == [{"prefect.deployments.steps.set_working_directory": {"directory": "{{ $S3FT_CHECKOUT }}"}}]
+    assert SPEC["pull"][-1] == {"prefect.deployments.steps.set_working_directory": {"directory": "{{ $S3FT_CHECKOUT }}"}}
     for d in SPEC["deployments"]:  # every deployment's parameters make a valid config
         cfg = load_config(ROOT / d["parameters"]["config_path"], d["parameters"]["overrides"])
         if d["work_pool"]["name"].startswith("s3ft-gpu"):
@@ -29,6 +29,21 @@ def test_prefect_yaml_has_a_deployment_per_config_a_paused_schedule_and_gpu_pool
         if d["work_pool"]["name"] == "s3ft-gpu-4x":
             assert cfg.vllm.tensor_parallel_size == 4 and cfg.training.launcher == "accelerate"
             assert cfg.training.accelerate_args == ["--multi_gpu", "--num_processes", "4"]
+            one_gpu = load_config(ROOT / d["parameters"]["config_path"]).training  # the same experiment's batch
+            assert cfg.training.batch_size * cfg.training.grad_accum * 4 == one_gpu.batch_size * one_gpu.grad_accum
+
+
+def test_a_worker_without_its_checkout_gets_the_fix_from_the_pull_step(monkeypatch, tmp_path):
+    import asyncio
+
+    from prefect.deployments.steps.utility import run_shell_script
+
+    (check,) = [step["prefect.deployments.steps.run_shell_script"] for step in SPEC["pull"][:-1]]
+    monkeypatch.delenv("S3FT_CHECKOUT", raising=False)
+    with pytest.raises(RuntimeError, match="S3FT_CHECKOUT='' is not this worker's s3ft checkout.*Fix: start the worker"):
+        asyncio.run(run_shell_script(**check))
+    monkeypatch.setenv("S3FT_CHECKOUT", str(tmp_path))
+    asyncio.run(run_shell_script(**check))
 
 
 def _summary(home: Path) -> dict:

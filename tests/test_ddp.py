@@ -63,7 +63,7 @@ def test_a_killed_ddp_run_resumes_from_its_checkpoint(job):
     stage = subprocess.Popen([sys.executable, "-c", STAGE, str(targets), str(model), settings.model_dump_json(),
                               str(out)], cwd=ROOT, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     deadline = time.monotonic() + 300
-    while last_complete_checkpoint(out / "checkpoints") is None:
+    while last_complete_checkpoint(out / "checkpoints", world_size=2) is None:
         assert stage.poll() is None and time.monotonic() < deadline, "no checkpoint before the run ended"
         time.sleep(0.05)
     family = psutil.Process(stage.pid).children(recursive=True)  # the launcher and the ranks it started
@@ -73,7 +73,7 @@ def test_a_killed_ddp_run_resumes_from_its_checkpoint(job):
     _, alive = psutil.wait_procs(family, timeout=30)
     assert not alive, "the launcher or a rank outlived the killed run"
     assert not (out / "adapter").exists() and not (out / "train_log.json").exists()
-    killed_at = int(last_complete_checkpoint(out / "checkpoints").name.split("-")[-1])
+    killed_at = int(last_complete_checkpoint(out / "checkpoints", world_size=2).name.split("-")[-1])
     assert 1 <= killed_at < 30
 
     stats = train_with_accelerate(targets, model, LoraSettings(), settings, out)

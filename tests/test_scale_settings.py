@@ -43,6 +43,7 @@ def test_a_remote_store_uri_stops_with_the_mount_fix(uri, tmp_path):
 
 
 def test_impossible_parallelism_on_this_cpu_machine(monkeypatch, tmp_path):
+    monkeypatch.setenv("HF_HOME", str(tmp_path / "hf"))  # no accelerate default config
     monkeypatch.setattr(devices, "visible_gpus", lambda: 0)
     monkeypatch.setattr(devices, "numa_nodes", lambda: 1)
     monkeypatch.setattr(devices, "cpu_cores", lambda: 2)
@@ -77,7 +78,35 @@ def test_impossible_parallelism_on_this_cpu_machine(monkeypatch, tmp_path):
     assert missing.startswith("training.accelerate_args: cannot read its --config_file")
 
 
-def test_impossible_parallelism_on_a_four_gpu_machine(monkeypatch):
+def test_accelerate_arguments_that_would_train_outside_the_key_are_refused(monkeypatch, tmp_path):
+    """The training key holds accelerate_args and training.bf16: what accelerate would decide elsewhere (the
+    process count by the machine, the precision or FSDP by its default config file) is refused or pinned."""
+    monkeypatch.setattr(devices, "visible_gpus", lambda: 0)
+    monkeypatch.setattr(devices, "cpu_cores", lambda: 2)
+    monkeypatch.setenv("HF_HOME", str(tmp_path / "hf"))
+    (plain,) = parallelism_problems(1, 1, False, "accelerate", ["--num_processes", "2"])
+    assert "--num_processes 2 without --multi_gpu" in plain and 'Fix: add "--multi_gpu"' in plain
+    (zero,) = parallelism_problems(1, 1, False, "accelerate", ["--multi_gpu", "--num_processes", "0"])
+    assert zero == "training.accelerate_args: --num_processes 0. Fix: name 1 or more processes"
+    (precision,) = parallelism_problems(1, 1, False, "accelerate", ["--mixed_precision=fp16"])
+    assert "--mixed_precision is set by s3ft" in precision and "training.bf16" in precision
+    default = tmp_path / "hf" / "accelerate" / "default_config.yaml"
+    assert devices.default_config_file() == default
+    default.parent.mkdir(parents=True)
+    default.write_text("distributed_type: FSDP\nmixed_precision: fp16\n")
+    (fsdp,) = parallelism_problems(1, 1, False, "accelerate", ["--multi_gpu", "--num_processes", "2"])
+    assert f"FSDP (accelerate's default config {default}" in fsdp and "move that default config away" in fsdp
+    assert parallelism_problems(1, 1, False, "accelerate", ["--cpu"]) == []  # accelerate skips the file with --cpu
+    default.write_text("distributed_type: MULTI_GPU\nmixed_precision: fp16\n")
+    assert parallelism_problems(1, 1, False, "accelerate", []) == []
+    assert devices.launch_args([], bf16=False) == ["--num_processes", "1", "--mixed_precision", "no",
+                                                   "--dynamo_backend", "no"]  # the file's fp16 is overridden
+    assert devices.launch_args(["--multi_gpu", "--num_processes=2"], bf16=True)[-4:] == [
+        "--mixed_precision", "bf16", "--dynamo_backend", "no"]
+
+
+def test_impossible_parallelism_on_a_four_gpu_machine(monkeypatch, tmp_path):
+    monkeypatch.setenv("HF_HOME", str(tmp_path / "hf"))
     monkeypatch.setattr(devices, "visible_gpus", lambda: 4)
     assert parallelism_problems(4, 1, True, "accelerate", ["--multi_gpu", "--num_processes", "4"]) == []
     (tp,) = parallelism_problems(8, 1, True, "local", [])

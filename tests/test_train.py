@@ -112,8 +112,36 @@ def test_accelerate_command_runs_this_module_with_the_users_arguments(tmp_path):
     s = TrainingSettings(launcher="accelerate", accelerate_args=["--num_processes", "8", "--multi_gpu"])
     cmd = accelerate_command(tmp_path / "t.jsonl", tmp_path / "m", LoraSettings(), s, tmp_path / "o")
     assert cmd[:3] == [sys.executable, "-m", "accelerate.commands.launch"]
-    assert cmd[3:6] == ["--num_processes", "8", "--multi_gpu"] and cmd[6:8] == ["-m", "tasks.engines.lora"]
+    assert cmd[3:10] == ["--num_processes", "8", "--multi_gpu", "--mixed_precision", "no", "--dynamo_backend", "no"]
+    assert cmd[10:12] == ["-m", "tasks.engines.lora_rank"]  # tasks/engines/lora.py's main, tied to the launcher first
     unnamed = accelerate_command(tmp_path / "t.jsonl", tmp_path / "m", LoraSettings(), TrainingSettings(
         launcher="accelerate"), tmp_path / "o")
     assert unnamed[3:5] == ["--num_processes", "1"]  # never accelerate's default (every GPU of the machine)
     assert TrainingSettings.model_validate_json(cmd[cmd.index("--training") + 1]) == s
+
+
+def test_a_ddp_checkpoint_is_complete_once_every_rank_saved_its_rng_state(tmp_path):
+    import json
+
+    from tasks.engines.lora import last_complete_checkpoint
+
+    for step in (2, 4):
+        d = tmp_path / f"checkpoint-{step}"
+        d.mkdir()
+        (d / "trainer_state.json").write_text(json.dumps({"global_step": step}))
+        (d / "rng_state_0.pth").write_bytes(b"x")
+    (tmp_path / "checkpoint-2" / "rng_state_1.pth").write_bytes(b"x")
+    (tmp_path / "checkpoint-4" / "rng_state_1.pth").write_bytes(b"")  # rank 1 killed while writing it
+    assert last_complete_checkpoint(tmp_path, world_size=2) == tmp_path / "checkpoint-2"
+    (tmp_path / "checkpoint-4" / "rng_state_1.pth").write_bytes(b"x")
+    assert last_complete_checkpoint(tmp_path, world_size=2) == tmp_path / "checkpoint-4"
+    assert last_complete_checkpoint(tmp_path) is None  # one process writes rng_state.pth
+
+
+def test_a_failed_launch_is_one_line_with_the_fix():
+    from tasks.core.errors import InputError, TrainingLaunchError
+
+    err = TrainingLaunchError.of(-9, ["accelerate", "launch"])
+    assert isinstance(err, InputError) and "was killed by SIGKILL" in str(err) and "\n" not in str(err)
+    assert "Fix: if a rank ran out of memory, lower training.batch_size" in str(err)
+    assert "exited with code 1;" in str(TrainingLaunchError.of(1, ["x"]))

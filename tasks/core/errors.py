@@ -45,6 +45,21 @@ class ServiceError(InputError):
     """A server the run talks to (MLflow tracking, Prefect API) is down; the message names it and the fix."""
 
 
+class TrainingLaunchError(InputError):
+    """`accelerate launch` or one of its ranks failed; the ranks' own output above says why."""
+
+    @classmethod
+    def of(cls, code: int, cmd: list[str]) -> "TrainingLaunchError":
+        import signal
+
+        how = f"was killed by {signal.Signals(-code).name}" if code < 0 and -code in signal.valid_signals() else \
+            f"exited with code {code}"
+        return cls(f"stage train: `accelerate launch` {how}; the ranks' output above says why. Fix: if a rank ran "
+                   f"out of memory, lower training.batch_size (raise training.grad_accum to keep the effective "
+                   f"batch); if the ranks could not connect, check training.accelerate_args (--main_process_port). "
+                   f"Checkpoints already written are kept: run the same command to resume. Command: {' '.join(cmd)}")
+
+
 class DiskFullError(InputError):
     """A write failed for lack of space (ENOSPC, EDQUOT); the message names the folder and what it needs."""
 

@@ -16,10 +16,11 @@ import time
 from pathlib import Path
 from typing import Any
 
+from tasks.core.errors import TrainingLaunchError
 from tasks.core.records import Target, read_jsonl, write_text_atomic
 from tasks.core.settings import LoraSettings, TrainingSettings
 from tasks.core.stage import run_logger
-from tasks.engines.orphans import die_with_parent, dying_with_parent, libc_prctl
+from tasks.engines.orphans import dying_with_parent
 
 IGNORE = -100
 
@@ -85,12 +86,16 @@ def total_steps(n_examples: int, settings: TrainingSettings, world_size: int = 1
     return settings.max_steps or max(1, math.ceil(settings.epochs * math.ceil(n_examples / per_step)))
 
 
-def last_complete_checkpoint(folder: Path) -> Path | None:
-    """The newest checkpoint written to its end: the Trainer saves trainer_state.json last."""
+def last_complete_checkpoint(folder: Path, world_size: int = 1) -> Path | None:
+    """The newest checkpoint written to its end: rank 0 saves trainer_state.json last, and under DDP every rank
+    has saved its RNG state (rng_state_<rank>.pth, which no barrier orders before rank 0's last file)."""
     best: tuple[int, Path] | None = None
+    rng = ["rng_state.pth"] if world_size <= 1 else [f"rng_state_{i}.pth" for i in range(world_size)]
     for d in folder.glob("checkpoint-*") if folder.is_dir() else []:
         try:
             step = int(json.loads((d / "trainer_state.json").read_text())["global_step"])
+            if not all((d / f).stat().st_size for f in rng):
+                continue
         except (OSError, ValueError, KeyError, TypeError):
             continue  # killed while saving: an older checkpoint (save_total_limit=2) is still whole
         if best is None or step > best[0]:
@@ -158,7 +163,7 @@ def train_adapter(model_dir: Path, targets: list[Target], lora: LoraSettings, se
     world = int(os.environ.get("WORLD_SIZE", "1"))
     steps = total_steps(len(encoded), settings, world)
     trainer, model = _trainer(model_dir, tokenizer, encoded, lora, settings, steps, out)
-    resume = last_complete_checkpoint(out / "checkpoints")
+    resume = last_complete_checkpoint(out / "checkpoints", world)
     resumed_from = int(resume.name.split("-")[-1]) if resume else 0
     if resume:
         run_logger().info("resuming training from %s (step %d of %d)", resume, resumed_from, steps)
@@ -199,8 +204,8 @@ def accelerate_command(targets: Path, model_dir: Path, lora: LoraSettings, setti
     """The `accelerate launch` command that runs this module's entry point on every device."""
     from tasks.engines.devices import launch_args
 
-    return [sys.executable, "-m", "accelerate.commands.launch", *launch_args(settings.accelerate_args), "-m",
-            "tasks.engines.lora",
+    return [sys.executable, "-m", "accelerate.commands.launch",
+            *launch_args(settings.accelerate_args, bool(settings.resolved().bf16)), "-m", "tasks.engines.lora_rank",
             "--targets", str(targets), "--model", str(model_dir), "--out", str(out),
             "--lora", lora.model_dump_json(), "--training", settings.model_dump_json()]
 
@@ -228,12 +233,12 @@ def train_with_accelerate(targets: Path, model_dir: Path, lora: LoraSettings, se
             os.killpg(proc.pid, signal.SIGKILL)
         raise
     if code != 0:
-        raise RuntimeError(f"`accelerate launch` exited with code {code} (its output is above): {' '.join(cmd)}")
+        raise TrainingLaunchError.of(code, cmd)
     return json.loads((out / "train_log.json").read_text())
 
 
 def main(argv: list[str] | None = None) -> None:
-    """Entry point for `accelerate launch -m tasks.engines.lora`."""
+    """One rank's training (`accelerate launch -m tasks.engines.lora_rank`, which first ties the rank to its launcher)."""
     p = argparse.ArgumentParser(description="Train a LoRA adapter on a targets.jsonl")
     p.add_argument("--targets", type=Path, required=True)
     p.add_argument("--model", type=Path, required=True)
@@ -241,7 +246,6 @@ def main(argv: list[str] | None = None) -> None:
     p.add_argument("--lora", required=True)
     p.add_argument("--training", required=True)
     a = p.parse_args(argv)
-    die_with_parent(libc_prctl())  # torchrun gives each rank a session of its own: end with the launcher
     train_adapter(a.model, read_jsonl(a.targets, Target), LoraSettings.model_validate_json(a.lora),
                   TrainingSettings.model_validate_json(a.training), a.out)
 

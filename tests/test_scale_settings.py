@@ -105,6 +105,20 @@ def test_accelerate_arguments_that_would_train_outside_the_key_are_refused(monke
         "--mixed_precision", "bf16", "--dynamo_backend", "no"]
 
 
+def test_the_training_key_holds_the_process_count_not_the_spelling():
+    from tasks.core.settings import TrainingSettings
+
+    def key(args: list[str]) -> dict:
+        return TrainingSettings(launcher="accelerate", accelerate_args=args).key_dump()
+
+    two = key(["--multi_gpu", "--num_processes", "2"])
+    assert two["accelerate_args"] == ["--multi_gpu", "--num_processes", "2"]
+    assert key(["--num_processes=2", "--multi-gpu", "--main_process_port", "29501", "--config_file", "/a.yaml"]) == two
+    assert key(["--multi_gpu", "--num_processes", "4"]) != two  # the effective batch
+    assert key([]) == key(["--num_processes", "1"]) == TrainingSettings().key_dump()  # one process: the local adapter
+    assert TrainingSettings().key_dump()["accelerate_args"] == []  # the default key as before
+
+
 def test_impossible_parallelism_on_a_four_gpu_machine(monkeypatch, tmp_path):
     monkeypatch.setenv("HF_HOME", str(tmp_path / "hf"))
     monkeypatch.setattr(devices, "visible_gpus", lambda: 4)

@@ -143,6 +143,17 @@ LrScheduler = Literal["linear", "cosine", "cosine_with_restarts", "polynomial", 
                       "constant_with_warmup", "inverse_sqrt"]
 
 
+def command_flag(args: list[str], name: str) -> str | None:
+    """The value of `--name V` or `--name=V` (accelerate also spells `_` as `-`) in a command line; None if absent."""
+    names = {name, name.replace("_", "-")}
+    for i, arg in enumerate(args):
+        if arg in names and i + 1 < len(args):
+            return args[i + 1]
+        if arg.split("=", 1)[0] in names and "=" in arg:
+            return arg.split("=", 1)[1]
+    return None
+
+
 class TrainingSettings(Section):
     learning_rate: float = Field(default=2e-4, gt=0)
     epochs: float = Field(default=1.0, gt=0)
@@ -171,7 +182,18 @@ class TrainingSettings(Section):
     machine to a cluster"). One process trains the same adapter either way (tests/test_train.py)."""
     accelerate_args: list[str] = Field(default_factory=list)
     """`accelerate launch` arguments, e.g. ["--multi_gpu", "--num_processes", "4"]; no count named = one process.
-    In the cache key: the number of processes changes the effective batch."""
+    In the cache key as the process count alone (it changes the effective batch), spelled ["--multi_gpu",
+    "--num_processes", "N"], or [] for one process: the other arguments (a port, a config file's path, the order)
+    cannot change the adapter, since s3ft sets the precision itself and refuses sharded engines."""
+
+    def key_dump(self) -> dict[str, Any]:
+        out = super().key_dump()
+        try:
+            n = int(command_flag(self.accelerate_args, "--num_processes") or 1)
+        except ValueError:
+            return out  # refused before any work (tasks/engines/devices.py); the key keeps the words
+        out["accelerate_args"] = [] if n == 1 else ["--multi_gpu", "--num_processes", str(n)]
+        return out
 
     def resolved(self) -> "TrainingSettings":
         """`bf16: auto` decided by this machine alone (the flow decides it by `model.dtype` instead)."""

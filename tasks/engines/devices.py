@@ -10,6 +10,8 @@ import os
 from pathlib import Path
 from typing import Any
 
+from tasks.core.settings import command_flag
+
 
 def visible_gpus() -> int:
     """CUDA devices this process may use (CUDA_VISIBLE_DEVICES applied); 0 on a CPU-only machine."""
@@ -25,17 +27,6 @@ def cpu_cores() -> int:
 def numa_nodes() -> int:
     """vLLM's CPU backend runs one tensor-parallel rank per NUMA node."""
     return max(1, len(list(Path("/sys/devices/system/node").glob("node[0-9]*"))))
-
-
-def _flag(args: list[str], name: str) -> str | None:
-    """The value of `--name V` or `--name=V` (accelerate also spells `_` as `-`) in a command line; None if absent."""
-    names = {name, name.replace("_", "-")}
-    for i, arg in enumerate(args):
-        if arg in names and i + 1 < len(args):
-            return args[i + 1]
-        if arg.split("=", 1)[0] in names and "=" in arg:
-            return arg.split("=", 1)[1]
-    return None
 
 
 UNSUPPORTED = {"FSDP": "FSDP", "DEEPSPEED": "DeepSpeed", "MEGATRON_LM": "Megatron-LM"}
@@ -54,13 +45,13 @@ def accelerate_launch(args: list[str]) -> dict[str, Any]:
     import yaml
 
     config: dict[str, Any] = {}
-    path = _flag(args, "--config_file")
+    path = command_flag(args, "--config_file")
     read = Path(path).expanduser() if path is not None else default_config_file()
     if path is not None or ("--cpu" not in args and read.is_file()):
         config = yaml.safe_load(read.read_text()) or {}
         if not isinstance(config, dict):
             raise ValueError(f"{read} is not a YAML mapping")
-    n = _flag(args, "--num_processes")
+    n = command_flag(args, "--num_processes")
     cpu = "--cpu" in args or bool(config.get("use_cpu"))
     flags = {"--use_fsdp": "FSDP", "--use-fsdp": "FSDP", "--use_deepspeed": "DEEPSPEED",
              "--use-deepspeed": "DEEPSPEED", "--use_megatron_lm": "MEGATRON_LM"}
@@ -81,7 +72,7 @@ def launch_args(args: list[str], bf16: bool) -> list[str]:
     machine-dependent default (all GPUs), so that the training key, which holds the arguments, holds the count.
     The precision follows training.bf16 and torch.compile stays off, whatever a config file says (accelerate lets
     the command line override its config, and the Trainer reads the precision accelerate exports)."""
-    count = [] if _flag(args, "--num_processes") is not None else ["--num_processes", "1"]
+    count = [] if command_flag(args, "--num_processes") is not None else ["--num_processes", "1"]
     return [*args, *count, "--mixed_precision", "bf16" if bf16 else "no", "--dynamo_backend", "no"]
 
 

@@ -42,7 +42,10 @@ def test_a_worker_without_its_checkout_gets_the_fix_from_the_pull_step(monkeypat
     monkeypatch.delenv("S3FT_CHECKOUT", raising=False)
     with pytest.raises(RuntimeError, match="S3FT_CHECKOUT='' is not this worker's s3ft checkout.*Fix: start the worker"):
         asyncio.run(run_shell_script(**check))
-    monkeypatch.setenv("S3FT_CHECKOUT", str(tmp_path))
+    monkeypatch.setenv("S3FT_CHECKOUT", str(tmp_path))  # a folder, but not a checkout
+    with pytest.raises(RuntimeError, match="is not this worker's s3ft checkout"):
+        asyncio.run(run_shell_script(**check))
+    monkeypatch.setenv("S3FT_CHECKOUT", str(ROOT))
     asyncio.run(run_shell_script(**check))
 
 

@@ -94,15 +94,25 @@ def test_accelerate_arguments_that_would_train_outside_the_key_are_refused(monke
     assert devices.default_config_file() == default
     default.parent.mkdir(parents=True)
     default.write_text("distributed_type: FSDP\nmixed_precision: fp16\n")
-    (fsdp,) = parallelism_problems(1, 1, False, "accelerate", ["--multi_gpu", "--num_processes", "2"])
+    (fsdp,) = parallelism_problems(1, 1, False, "accelerate", ["--num_processes", "2"])
     assert f"FSDP (accelerate's default config {default}" in fsdp and "move that default config away" in fsdp
+    # a mode flag wins over the file's distributed_type, as in accelerate
+    assert parallelism_problems(1, 1, False, "accelerate", ["--multi_gpu", "--num_processes", "2"]) == []
     assert parallelism_problems(1, 1, False, "accelerate", ["--cpu"]) == []  # accelerate skips the file with --cpu
     default.write_text("distributed_type: MULTI_GPU\nmixed_precision: fp16\n")
     assert parallelism_problems(1, 1, False, "accelerate", []) == []
     assert devices.launch_args([], bf16=False) == ["--num_processes", "1", "--mixed_precision", "no",
-                                                   "--dynamo_backend", "no"]  # the file's fp16 is overridden
-    assert devices.launch_args(["--multi_gpu", "--num_processes=2"], bf16=True)[-4:] == [
+                                                   "--dynamo_backend", "no", "--num_machines", "1"]  # not the file's
+    assert devices.launch_args(["--multi_gpu", "--num_processes=2"], bf16=True)[-6:-2] == [
         "--mixed_precision", "bf16", "--dynamo_backend", "no"]
+    (machines,) = parallelism_problems(1, 1, False, "accelerate", ["--num_machines", "2"])
+    assert "--num_machines is set by s3ft" in machines and "one machine per training" in machines
+    default.write_text("distributed_type: MULTI_GPU\nparallelism_config: {parallelism_config_dp_shard_size: 2}\n")
+    (sharding,) = parallelism_problems(1, 1, False, "accelerate", ["--multi_gpu", "--num_processes", "2"])
+    assert "sets parallelism_config" in sharding and str(default) in sharding
+    default.write_text("[a list]\n")
+    (unreadable,) = parallelism_problems(1, 1, False, "accelerate", [])
+    assert unreadable.startswith(f"training.accelerate_args: {default} is not a YAML mapping")
 
 
 def test_the_training_key_holds_the_process_count_not_the_spelling():
@@ -115,6 +125,8 @@ def test_the_training_key_holds_the_process_count_not_the_spelling():
     assert two["accelerate_args"] == ["--multi_gpu", "--num_processes", "2"]
     assert key(["--num_processes=2", "--multi-gpu", "--main_process_port", "29501", "--config_file", "/a.yaml"]) == two
     assert key(["--multi_gpu", "--num_processes", "4"]) != two  # the effective batch
+    assert key(["--multi_gpu", "--num_processes", "2", "--num-processes", "4"]) == key(
+        ["--multi_gpu", "--num_processes", "4"])  # the last one counts, as in accelerate's argparse
     assert key([]) == key(["--num_processes", "1"]) == TrainingSettings().key_dump()  # one process: the local adapter
     assert TrainingSettings().key_dump()["accelerate_args"] == []  # the default key as before
 
@@ -127,6 +139,10 @@ def test_impossible_parallelism_on_a_four_gpu_machine(monkeypatch, tmp_path):
     assert "this machine has 4 GPU(s)" in tp and "at most 4" in tp
     (procs,) = parallelism_problems(1, 1, True, "accelerate", ["--multi_gpu", "--num_processes", "8"])
     assert "8 processes, but 4 GPU(s) are visible" in procs
+    (ids,) = parallelism_problems(1, 1, True, "accelerate", ["--multi_gpu", "--num_processes", "4", "--gpu_ids", "0,1"])
+    assert "4 processes, but gpu_ids" in ids and "names 2 GPU(s)" in ids
+    (word,) = parallelism_problems(1, 1, True, "accelerate", ["--multi_gpu", "--num_processes", "four"])
+    assert word.startswith("training.accelerate_args: --num_processes 'four' is not a whole number. Fix:")
 
 
 def test_the_cli_refuses_impossible_parallelism_before_any_work(tmp_path):

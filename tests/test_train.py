@@ -112,8 +112,9 @@ def test_accelerate_command_runs_this_module_with_the_users_arguments(tmp_path):
     s = TrainingSettings(launcher="accelerate", accelerate_args=["--num_processes", "8", "--multi_gpu"])
     cmd = accelerate_command(tmp_path / "t.jsonl", tmp_path / "m", LoraSettings(), s, tmp_path / "o")
     assert cmd[:3] == [sys.executable, "-m", "accelerate.commands.launch"]
-    assert cmd[3:10] == ["--num_processes", "8", "--multi_gpu", "--mixed_precision", "no", "--dynamo_backend", "no"]
-    assert cmd[10:12] == ["-m", "tasks.engines.lora_rank"]  # tasks/engines/lora.py's main, tied to the launcher first
+    assert cmd[3:12] == ["--num_processes", "8", "--multi_gpu", "--mixed_precision", "no", "--dynamo_backend", "no",
+                         "--num_machines", "1"]
+    assert cmd[12:14] == ["-m", "tasks.engines.lora_rank"]  # tasks/engines/lora.py's main, tied to the launcher first
     unnamed = accelerate_command(tmp_path / "t.jsonl", tmp_path / "m", LoraSettings(), TrainingSettings(
         launcher="accelerate"), tmp_path / "o")
     assert unnamed[3:5] == ["--num_processes", "1"]  # never accelerate's default (every GPU of the machine)
@@ -125,15 +126,19 @@ def test_a_ddp_checkpoint_is_complete_once_every_rank_saved_its_rng_state(tmp_pa
 
     from tasks.engines.lora import last_complete_checkpoint
 
+    import torch
+
     for step in (2, 4):
         d = tmp_path / f"checkpoint-{step}"
         d.mkdir()
         (d / "trainer_state.json").write_text(json.dumps({"global_step": step}))
-        (d / "rng_state_0.pth").write_bytes(b"x")
-    (tmp_path / "checkpoint-2" / "rng_state_1.pth").write_bytes(b"x")
-    (tmp_path / "checkpoint-4" / "rng_state_1.pth").write_bytes(b"")  # rank 1 killed while writing it
+        torch.save({"python": step}, d / "rng_state_0.pth")
+    torch.save({"python": 2}, tmp_path / "checkpoint-2" / "rng_state_1.pth")
+    torch.save({"python": 4}, tmp_path / "checkpoint-4" / "rng_state_1.pth")
+    whole = (tmp_path / "checkpoint-4" / "rng_state_1.pth").read_bytes()
+    (tmp_path / "checkpoint-4" / "rng_state_1.pth").write_bytes(whole[:len(whole) // 2])  # rank 1 killed mid-write
     assert last_complete_checkpoint(tmp_path, world_size=2) == tmp_path / "checkpoint-2"
-    (tmp_path / "checkpoint-4" / "rng_state_1.pth").write_bytes(b"x")
+    (tmp_path / "checkpoint-4" / "rng_state_1.pth").write_bytes(whole)
     assert last_complete_checkpoint(tmp_path, world_size=2) == tmp_path / "checkpoint-4"
     assert last_complete_checkpoint(tmp_path) is None  # one process writes rng_state.pth
 
@@ -145,3 +150,20 @@ def test_a_failed_launch_is_one_line_with_the_fix():
     assert isinstance(err, InputError) and "was killed by SIGKILL" in str(err) and "\n" not in str(err)
     assert "Fix: if a rank ran out of memory, lower training.batch_size" in str(err)
     assert "exited with code 1;" in str(TrainingLaunchError.of(1, ["x"]))
+    assert "was killed by signal 40;" in str(TrainingLaunchError.of(-40, ["x"]))  # a real-time signal has no name
+
+
+def test_a_rank_whose_launcher_died_before_it_started_exits(tmp_path):
+    """The parent-death signal cannot cover a launcher that died before the rank asked for it: the rank compares
+    its parent's parent with the stage that started the launcher (tasks/engines/lora_rank.py)."""
+    import os
+    import subprocess
+
+    from s3ft_cli import ROOT
+
+    code = "import sys; from tasks.engines.orphans import die_with_parent, libc_prctl; " \
+           "die_with_parent(libc_prctl(), grandparent=int(sys.argv[1])); print('training')"
+    ours = subprocess.run([sys.executable, "-c", code, str(os.getppid())], capture_output=True, text=True, cwd=ROOT)
+    assert ours.returncode == 0 and ours.stdout.strip() == "training"  # its parent (this test) is the launcher
+    adopted = subprocess.run([sys.executable, "-c", code, str(os.getpid())], capture_output=True, text=True, cwd=ROOT)
+    assert adopted.returncode == 1 and adopted.stdout == ""

@@ -52,8 +52,12 @@ class TrainingLaunchError(InputError):
     def of(cls, code: int, cmd: list[str]) -> "TrainingLaunchError":
         import signal
 
-        how = f"was killed by {signal.Signals(-code).name}" if code < 0 and -code in signal.valid_signals() else \
-            f"exited with code {code}"
+        how = f"exited with code {code}"
+        if code < 0:
+            try:
+                how = f"was killed by {signal.Signals(-code).name}"
+            except ValueError:  # a real-time signal has no name
+                how = f"was killed by signal {-code}"
         return cls(f"stage train: `accelerate launch` {how}; the ranks' output above says why. Fix: if a rank ran "
                    f"out of memory, lower training.batch_size (raise training.grad_accum to keep the effective "
                    f"batch); if the ranks could not connect, check training.accelerate_args (--main_process_port). "

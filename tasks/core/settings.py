@@ -144,14 +144,15 @@ LrScheduler = Literal["linear", "cosine", "cosine_with_restarts", "polynomial", 
 
 
 def command_flag(args: list[str], name: str) -> str | None:
-    """The value of `--name V` or `--name=V` (accelerate also spells `_` as `-`) in a command line; None if absent."""
-    names = {name, name.replace("_", "-")}
+    """The value of `--name V` or `--name=V` (accelerate also spells `_` as `-`) in a command line, the last one
+    where it is given twice (as argparse, and so accelerate, takes it); None if absent."""
+    names, value = {name, name.replace("_", "-")}, None
     for i, arg in enumerate(args):
         if arg in names and i + 1 < len(args):
-            return args[i + 1]
-        if arg.split("=", 1)[0] in names and "=" in arg:
-            return arg.split("=", 1)[1]
-    return None
+            value = args[i + 1]
+        elif arg.split("=", 1)[0] in names and "=" in arg:
+            value = arg.split("=", 1)[1]
+    return value
 
 
 class TrainingSettings(Section):

@@ -38,42 +38,65 @@ def default_config_file() -> Path:
     return Path(home).expanduser() / "accelerate" / "default_config.yaml"
 
 
-def accelerate_launch(args: list[str]) -> dict[str, Any]:
-    """What `accelerate launch ARGS` will start: processes (None: not named), on CPU or not, the sharded engine it
-    asks for (FSDP, DeepSpeed), if any, and the config file it reads: the named one, else accelerate's default
-    file where it exists (accelerate reads it unless `--cpu` is given)."""
+MODES = {"--multi_gpu": "MULTI_GPU", "--multi-gpu": "MULTI_GPU", "--cpu": "CPU", "--tpu": "XLA",
+         "--use_fsdp": "FSDP", "--use-fsdp": "FSDP", "--use_deepspeed": "DEEPSPEED", "--use-deepspeed": "DEEPSPEED",
+         "--use_megatron_lm": "MEGATRON_LM", "--use-megatron-lm": "MEGATRON_LM"}
+"""accelerate's mode flags; with none of them it takes the config file's distributed_type."""
+
+
+def _config(args: list[str]) -> tuple[dict[str, Any], str | None]:
+    """The config file `accelerate launch ARGS` reads, and its path: the named one, else accelerate's default file
+    where it exists (read unless `--cpu` is given); ({}, None) when there is none."""
     import yaml
 
-    config: dict[str, Any] = {}
     path = command_flag(args, "--config_file")
     read = Path(path).expanduser() if path is not None else default_config_file()
-    if path is not None or ("--cpu" not in args and read.is_file()):
+    if path is None and ("--cpu" in args or not read.is_file()):
+        return {}, None
+    try:
         config = yaml.safe_load(read.read_text()) or {}
-        if not isinstance(config, dict):
-            raise ValueError(f"{read} is not a YAML mapping")
+    except (OSError, yaml.YAMLError) as err:
+        what = "its --config_file" if path is not None else "accelerate's default config, read when none is named,"
+        raise ValueError(f"cannot read {what} {read}: {err}") from err
+    if not isinstance(config, dict):
+        raise ValueError(f"{read} is not a YAML mapping")
+    return config, str(read)
+
+
+def accelerate_launch(args: list[str]) -> dict[str, Any]:
+    """What `accelerate launch ARGS` will start, as accelerate decides it: processes (None: not named), the mode
+    (a mode flag, else the config file's distributed_type), the sharded engine it asks for (FSDP, DeepSpeed), if
+    any, the GPUs a config file restricts it to, and the options s3ft sets itself."""
+    config, read = _config(args)
     n = command_flag(args, "--num_processes")
-    cpu = "--cpu" in args or bool(config.get("use_cpu"))
-    flags = {"--use_fsdp": "FSDP", "--use-fsdp": "FSDP", "--use_deepspeed": "DEEPSPEED",
-             "--use-deepspeed": "DEEPSPEED", "--use_megatron_lm": "MEGATRON_LM"}
-    sharded = next((flags[a] for a in args if a in flags), None) or (
-        config.get("distributed_type") if config.get("distributed_type") in UNSUPPORTED else None)
-    return {"processes": int(n) if n is not None else None, "cpu": cpu, "sharded": sharded,
-            "config_file": path is not None, "config_read": str(read) if config else None,
-            "multi": bool({"--multi_gpu", "--multi-gpu"} & set(args)),
-            "pinned": sorted(a.split("=", 1)[0] for a in args if a.split("=", 1)[0] in PINNED)}
+    if n is not None and not n.lstrip("-").isdigit():
+        raise ValueError(f"--num_processes {n!r} is not a whole number")
+    mode = next((MODES[a] for a in args if a in MODES), None) or config.get("distributed_type") or "NO"
+    gpu_ids = command_flag(args, "--gpu_ids") or config.get("gpu_ids") or "all"
+    return {"processes": int(n) if n is not None else None, "cpu": mode == "CPU" or bool(config.get("use_cpu")),
+            "sharded": mode if mode in UNSUPPORTED else None, "multi": mode == "MULTI_GPU",
+            "multi_flag": bool({"--multi_gpu", "--multi-gpu"} & set(args)),  # accelerate refuses it with 1 process
+            "config_file": command_flag(args, "--config_file") is not None, "config_read": read,
+            "gpu_ids": None if str(gpu_ids) == "all" else len(str(gpu_ids).split(",")),
+            "parallelism_config": bool(config.get("parallelism_config")),
+            "pinned": sorted({a.split("=", 1)[0] for a in args} & PINNED)}
 
 
-PINNED = {"--mixed_precision", "--mixed-precision", "--dynamo_backend", "--dynamo-backend"}
-"""accelerate options s3ft sets itself (launch_args): they change the adapter, and the key holds training.bf16."""
+PINNED = {"--mixed_precision", "--mixed-precision", "--dynamo_backend", "--dynamo-backend", "--num_machines",
+          "--num-machines"}
+"""accelerate options s3ft sets itself (launch_args): the precision follows training.bf16, which the key holds;
+torch.compile stays off; one machine per training (a config file's num_machines would make torchrun wait for
+other nodes and split the processes over them)."""
 
 
 def launch_args(args: list[str], bf16: bool) -> list[str]:
     """`accelerate launch` arguments as s3ft passes them. One process unless the count is named, never accelerate's
     machine-dependent default (all GPUs), so that the training key, which holds the arguments, holds the count.
-    The precision follows training.bf16 and torch.compile stays off, whatever a config file says (accelerate lets
+    The precision, torch.compile and the machine count are s3ft's, whatever a config file says (accelerate lets
     the command line override its config, and the Trainer reads the precision accelerate exports)."""
     count = [] if command_flag(args, "--num_processes") is not None else ["--num_processes", "1"]
-    return [*args, *count, "--mixed_precision", "bf16" if bf16 else "no", "--dynamo_backend", "no"]
+    return [*args, *count, "--mixed_precision", "bf16" if bf16 else "no", "--dynamo_backend", "no",
+            "--num_machines", "1"]
 
 
 def parallelism_problems(tensor_parallel: int, data_parallel: int, uses_vllm: bool, launcher: str,
@@ -95,16 +118,10 @@ def parallelism_problems(tensor_parallel: int, data_parallel: int, uses_vllm: bo
     if launcher == "accelerate":
         try:
             problems += _accelerate_problems(accelerate_launch(accelerate_args), gpus)
-        except (OSError, ValueError, yaml_error()) as err:
-            problems.append(f"training.accelerate_args: cannot read its --config_file or --num_processes ({err}). "
-                            f"Fix: name an existing accelerate config file and a whole number of processes")
+        except ValueError as err:
+            problems.append(f"training.accelerate_args: {err}. Fix: name an existing accelerate config file (a YAML "
+                            f"mapping) and a whole number of processes")
     return problems
-
-
-def yaml_error() -> type[Exception]:
-    import yaml
-
-    return yaml.YAMLError
 
 
 def _accelerate_problems(launch: dict[str, Any], gpus: int) -> list[str]:
@@ -122,8 +139,11 @@ def _accelerate_problems(launch: dict[str, Any], gpus: int) -> list[str]:
                 "(batch_size x grad_accum x processes), so it belongs in the training key, which never reads the file"]
     if launch["pinned"]:
         return [f"training.accelerate_args: {', '.join(launch['pinned'])} is set by s3ft (the precision follows "
-                f"training.bf16, which the training key holds; torch.compile stays off). Fix: remove it, and set "
-                f"training.bf16 for bf16 training"]
+                f"training.bf16, which the training key holds; torch.compile stays off; one machine per training). "
+                f"Fix: remove it, and set training.bf16 for bf16 training"]
+    if launch["parallelism_config"]:
+        return [f"training.accelerate_args: the config file {launch['config_read']} sets parallelism_config (FSDP2 "
+                f"sharding), which is not supported yet. Fix: remove it, or name another file with --config_file"]
     n = 1 if n is None else n  # what launch_args passes: one process unless named
     if n < 1:
         return [f"training.accelerate_args: --num_processes {n}. Fix: name 1 or more processes"]
@@ -131,13 +151,16 @@ def _accelerate_problems(launch: dict[str, Any], gpus: int) -> list[str]:
         return [f"training.accelerate_args: --num_processes {n} without --multi_gpu: accelerate then starts one "
                 f"process on a machine without GPUs and {n} on one with several, under the same training key. "
                 f"Fix: add \"--multi_gpu\" (DDP; over gloo on CPU)"]
-    if launch["multi"] and n < 2:
+    if launch["multi_flag"] and n < 2:
         return [f"training.accelerate_args: --multi_gpu with {n} process(es). Fix: add --num_processes 2 or more "
                 f"(one per GPU; on CPU, one per core)"]
     if launch["cpu"] and n > 1:
         return [f"training.accelerate_args: `--cpu` with {n} processes starts ONE process (accelerate's multi-CPU "
                 f"path needs mpirun). Fix: on a machine without GPUs use [\"--multi_gpu\", \"--num_processes\", "
                 f"\"{n}\"]: accelerate's torchrun launcher, which trains DDP over gloo on CPU"]
+    if gpus and launch["gpu_ids"] is not None and n > launch["gpu_ids"]:
+        return [f"training.accelerate_args: {n} processes, but gpu_ids (--gpu_ids or the config file's) names "
+                f"{launch['gpu_ids']} GPU(s). Fix: list one GPU id per process, or lower --num_processes"]
     if gpus and n > gpus:
         return [f"training.accelerate_args: {n} processes, but {gpus} GPU(s) are visible. Fix: set --num_processes "
                 f"to at most {gpus} (one process per GPU)"]

@@ -13,6 +13,7 @@ import os
 import shutil
 import sys
 import time
+import zipfile
 from pathlib import Path
 from typing import Any
 
@@ -20,7 +21,7 @@ from tasks.core.errors import TrainingLaunchError
 from tasks.core.records import Target, read_jsonl, write_text_atomic
 from tasks.core.settings import LoraSettings, TrainingSettings
 from tasks.core.stage import run_logger
-from tasks.engines.orphans import dying_with_parent
+from tasks.engines.orphans import STAGE_PID_ENV, dying_with_parent
 
 IGNORE = -100
 
@@ -94,7 +95,7 @@ def last_complete_checkpoint(folder: Path, world_size: int = 1) -> Path | None:
     for d in folder.glob("checkpoint-*") if folder.is_dir() else []:
         try:
             step = int(json.loads((d / "trainer_state.json").read_text())["global_step"])
-            if not all((d / f).stat().st_size for f in rng):
+            if not all(zipfile.is_zipfile(d / f) for f in rng):  # torch.save writes a zip, its directory last
                 continue
         except (OSError, ValueError, KeyError, TypeError):
             continue  # killed while saving: an older checkpoint (save_total_limit=2) is still whole
@@ -222,7 +223,8 @@ def train_with_accelerate(targets: Path, model_dir: Path, lora: LoraSettings, se
     cmd = accelerate_command(targets, model_dir, lora, settings, out)
     run_logger().info("launching: %s", " ".join(cmd))
     # its own session, so that an interrupt ends it as a group; and it ends with this process (tasks/engines/orphans)
-    proc = subprocess.Popen(cmd, start_new_session=True, preexec_fn=dying_with_parent())
+    proc = subprocess.Popen(cmd, start_new_session=True, preexec_fn=dying_with_parent(),
+                            env={**os.environ, STAGE_PID_ENV: str(os.getpid())})  # the ranks' grandparent
     try:
         code = proc.wait()
     except BaseException:

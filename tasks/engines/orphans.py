@@ -24,14 +24,27 @@ def libc_prctl() -> Any:
     return ctypes.CDLL(None, use_errno=True).prctl
 
 
-def die_with_parent(prctl: Any, signum: int = signal.SIGKILL) -> None:
-    """Have the kernel send `signum` to this process when its parent dies; exit now if it already has."""
+STAGE_PID_ENV = "S3FT_STAGE_PID"
+"""Set for `accelerate launch` by the stage that starts it: a rank's parent is the launcher, its grandparent the stage."""
+
+
+def die_with_parent(prctl: Any, signum: int = signal.SIGKILL, grandparent: int | None = None) -> None:
+    """Have the kernel send `signum` to this process when its parent dies; exit now if it already has (or, given
+    `grandparent`, if the parent is no longer that process's child: the parent died before this process could
+    ask, and an adoptive parent took its place)."""
     if prctl is None:
         return
     parent = os.getppid()
     prctl(PR_SET_PDEATHSIG, signum)
-    if os.getppid() != parent:  # the parent died before the line above
+    if os.getppid() != parent or (grandparent is not None and _parent_of(parent) != grandparent):
         os._exit(1)
+
+
+def _parent_of(pid: int) -> int | None:
+    try:  # /proc/PID/stat: "pid (comm) state ppid ...", comm may hold spaces and parentheses
+        return int(open(f"/proc/{pid}/stat").read().rsplit(")", 1)[1].split()[1])
+    except (OSError, IndexError, ValueError):
+        return None
 
 
 def dying_with_parent(signum: int = signal.SIGKILL) -> Callable[[], None]:
